@@ -1,0 +1,89 @@
+"""Reverse-time dynamics of a forward process: the reverse SDE family and the probability-flow ODE."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from diffcore._array import broadcast_time
+
+from diffcore._validation import check_nonnegative
+from diffcore.processes import AbstractProcess
+
+__all__ = ["AbstractDynamics", "ReverseSDE", "ProbabilityFlowODE"]
+
+Array = Any
+
+
+class AbstractDynamics:
+    r"""``dx = drift(x, t) dt + diffusion(t) dW``, integrated backwards from ``t = 1``.
+
+    Solvers advance this equation from ``t0`` to ``t1 < t0``; they see the process (for
+    exponential integrators and posterior steps) and the score, whose every call is one
+    function evaluation (NFE).
+    """
+
+    process: AbstractProcess
+    score: Callable[[Array, Any], Array]
+    #: ``eta`` in ``diffusion = eta g``: 0 for the ODE, 1 for Anderson's reverse SDE
+    noise_scale: float
+
+    def drift(self, x: Array, t: Any) -> Array:
+        r"""``f(t) x - (1 + eta^2)/2 g(t)^2 s(x, t)`` (one score evaluation)."""
+        f = broadcast_time(self.process.drift_coef(t), x)
+        g2 = broadcast_time(self.process.diffusion_squared(t), x)
+        return f * x - (0.5 * (1.0 + self.noise_scale**2)) * g2 * self.score(x, t)
+
+    def diffusion(self, t: Any) -> Any:
+        """``eta g(t)``."""
+        if self.noise_scale == 0:
+            return 0.0
+        return self.noise_scale * self.process.diffusion(t)
+
+
+def _check(process: Any, score: Any) -> None:
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    if not callable(score):
+        raise TypeError(f"score must be callable (x, t) -> array; got {type(score).__name__}")
+
+
+@dataclass(frozen=True, eq=False)
+class ReverseSDE(AbstractDynamics):
+    r"""The family of reverse-time SDEs with the marginals of ``process``.
+
+    .. math:: dx = \Big[f(t) x - \frac{1 + \eta^2}{2} g(t)^2 \nabla\log p_t(x)\Big] dt
+              + \eta\, g(t)\, d\bar W_t,
+
+    integrated from ``t = 1`` down to ``t = 0``.  Every ``eta >= 0`` gives the same
+    marginals ``p_t`` when started from ``p_1``: ``eta = 1`` is Anderson's reverse SDE
+    (Anderson 1982; Song et al. 2021, eq. 6), ``eta = 0`` the probability-flow ODE
+    (Song et al. 2021, eq. 13); the family is eq. 2 of Zhang and Chen (2023) and
+    sec. 4.1 of Karras et al. (2022).
+    """
+
+    process: AbstractProcess
+    score: Callable[[Array, Any], Array]
+    noise_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.process, self.score)
+        check_nonnegative("noise_scale", self.noise_scale)
+
+
+@dataclass(frozen=True, eq=False)
+class ProbabilityFlowODE(AbstractDynamics):
+    r"""The probability-flow ODE ``dx/dt = f(t) x - g(t)^2/2 grad log p_t(x)``.
+
+    Its flow carries ``p_1`` to ``p_t`` for every ``t`` (Song et al. 2021, eq. 13; Maoutsa
+    et al. 2020): the ``eta = 0`` member of :class:`ReverseSDE`.
+    """
+
+    process: AbstractProcess
+    score: Callable[[Array, Any], Array]
+
+    noise_scale: ClassVar[float] = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.process, self.score)

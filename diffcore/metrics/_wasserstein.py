@@ -1,0 +1,151 @@
+"""Wasserstein-2 distances: exact between samples (POT), closed form between Gaussians, sliced."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diffcore._array import as_array, device_of, namespace, normal, resolve_rng
+from diffcore._validation import check_steps
+
+__all__ = ["w2", "w2_gaussian", "sliced_w2", "w2_floor", "FloorEstimate"]
+
+Array = Any
+
+
+def _points(name: str, x: Any) -> Array:
+    if not hasattr(x, "shape") or x.ndim != 2:
+        raise ValueError(f"{name} must be an array of shape (n, d); got {getattr(x, 'shape', type(x).__name__)}")
+    if x.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one point; got shape {tuple(x.shape)}")
+    xp = namespace(x)
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    return x
+
+
+def _weights(name: str, w: Any, n: int, like: Array) -> Array:
+    if w is None:
+        xp = namespace(like)
+        return xp.full((n,), 1.0 / n, dtype=like.dtype, device=device_of(like))
+    w = as_array(w, like)
+    xp = namespace(w)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) to match the points; got {tuple(w.shape)}")
+    if not bool(xp.all(w > 0)):
+        raise ValueError(f"{name} must be positive")
+    total = float(xp.sum(w))
+    tol = math.sqrt(xp.finfo(w.dtype).eps)
+    if abs(total - 1.0) > tol:
+        raise ValueError(f"{name} must sum to 1 (within {tol:.1e}); got sum {total!r}")
+    return w
+
+
+def _pair(x: Any, y: Any) -> tuple[Array, Array]:
+    x, y = _points("x", x), _points("y", y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension; got {x.shape[1]} and {y.shape[1]}")
+    namespace(x, y)  # refuses mixed array libraries
+    return x, y
+
+
+def w2(x: Array, y: Array, a: Array | None = None, b: Array | None = None, *, max_iter: int = 10_000_000) -> Array:
+    r"""Exact Wasserstein-2 distance between the empirical measures ``sum a_i d_{x_i}`` and ``sum b_j d_{y_j}``.
+
+    .. math:: W_2 = \Big(\min_{P \in U(a, b)} \sum_{ij} P_{ij} \|x_i - y_j\|^2\Big)^{1/2},
+
+    solved as a linear program by POT's network simplex (``ot.emd2``; Bonneel et al. 2011,
+    Flamary et al. 2021).  Cost ``O(n^3)`` in the worst case; about 3 s at n = m = 4000.
+
+    Parameters
+    ----------
+    x : ``(n, d)``; y : ``(m, d)``; a, b : optional positive weights summing to 1 (uniform by default).
+    max_iter : simplex iteration cap; reaching it raises instead of returning a sub-optimal value.
+
+    Returns a 0-d array of the inputs' type and device (a NumPy float for NumPy input).
+    A sample-based ``w2`` has a finite-sample floor (see :func:`w2_floor`): it detects
+    gross errors of a sampler, not discretisation error.
+    """
+    import ot
+
+    x, y = _pair(x, y)
+    a = _weights("a", a, x.shape[0], x)
+    b = _weights("b", b, y.shape[0], y)
+    cost, log = ot.emd2(a, b, ot.dist(x, y), numItermax=max_iter, log=True)
+    if log.get("warning"):
+        raise RuntimeError(f"ot.emd2 did not reach optimality: {log['warning']} (raise max_iter)")
+    xp = namespace(x)
+    return xp.sqrt(xp.clip(cost, 0.0, None)) if hasattr(cost, "shape") else math.sqrt(max(float(cost), 0.0))
+
+
+def _sqrtm_psd(c: Array) -> Array:
+    xp = namespace(c)
+    vals, vecs = xp.linalg.eigh(0.5 * (c + c.T))
+    return (vecs * xp.sqrt(xp.clip(vals, 0.0, None))) @ vecs.T
+
+
+def w2_gaussian(mean1: Array, cov1: Array, mean2: Array, cov2: Array) -> Array:
+    r"""Closed-form ``W_2`` between ``N(m_1, C_1)`` and ``N(m_2, C_2)`` (the Bures–Wasserstein distance).
+
+    .. math:: W_2^2 = \|m_1 - m_2\|^2 + \operatorname{tr}\big(C_1 + C_2
+              - 2 (C_1^{1/2} C_2 C_1^{1/2})^{1/2}\big)
+
+    (Dowson and Landau 1982; Givens and Shortt 1984).  Means ``(d,)``, covariances
+    ``(d, d)`` symmetric positive semi-definite; returns a 0-d array of the inputs' type.
+    """
+    xp = namespace(mean1, cov1, mean2, cov2)
+    d = mean1.shape[0] if hasattr(mean1, "shape") and mean1.ndim == 1 else None
+    if d is None:
+        raise ValueError(f"mean1 must have shape (d,); got {getattr(mean1, 'shape', None)}")
+    for name, arr, shape in (("mean2", mean2, (d,)), ("cov1", cov1, (d, d)), ("cov2", cov2, (d, d))):
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {tuple(arr.shape)}")
+    r1 = _sqrtm_psd(cov1)
+    cross = _sqrtm_psd(r1 @ cov2 @ r1)
+    val = xp.sum((mean1 - mean2) ** 2) + xp.linalg.trace(cov1) + xp.linalg.trace(cov2) - 2 * xp.linalg.trace(cross)
+    return xp.sqrt(xp.clip(val, 0.0, None))
+
+
+def sliced_w2(x: Array, y: Array, n_projections: int = 256, rng: Any = None) -> Array:
+    r"""Sliced Wasserstein-2: ``(E_theta W_2^2(theta^T x, theta^T y))^{1/2}`` over uniform directions.
+
+    Directions are ``n_projections`` normalised Gaussian draws from ``rng``, made on the
+    inputs' device; each 1-D problem is solved by sorting in POT
+    (``ot.sliced_wasserstein_distance``; Rabin et al. 2011, Bonneel et al. 2015).  The
+    estimate has Monte Carlo error ``O(n_projections^{-1/2})`` and is at most ``w2``.
+    """
+    import ot
+
+    x, y = _pair(x, y)
+    n_projections = check_steps(n_projections)
+    xp = namespace(x)
+    theta = normal(resolve_rng(rng), (x.shape[1], n_projections), x)
+    theta = theta / xp.sqrt(xp.sum(theta**2, axis=0, keepdims=True))
+    return ot.sliced_wasserstein_distance(x, y, n_projections=n_projections, p=2, projections=theta)
+
+
+@dataclass(frozen=True)
+class FloorEstimate:
+    """Mean and standard error of ``w2`` between two independent ``n``-samples of one law."""
+
+    mean: float
+    stderr: float
+    values: tuple[float, ...]
+
+
+def w2_floor(law: Any, n: int, *, repeats: int = 5, rng: Any = None) -> FloorEstimate:
+    """Estimate the finite-sample floor of :func:`w2` for samples of size ``n`` from ``law``.
+
+    Draws ``repeats`` pairs of independent ``n``-samples (``law.sample(n, rng)``) and returns
+    the mean of ``w2`` between them with its standard error.  A sampler is at the floor when
+    ``w2(samples, fresh exact samples)`` is within the spread of this estimate.
+    """
+    n = check_steps(n)
+    repeats = check_steps(repeats)
+    rng = resolve_rng(rng)
+    vals = tuple(float(w2(law.sample(n, rng), law.sample(n, rng))) for _ in range(repeats))
+    sd = float(np.std(vals, ddof=1)) if repeats > 1 else float("nan")
+    return FloorEstimate(float(np.mean(vals)), sd / math.sqrt(repeats), vals)

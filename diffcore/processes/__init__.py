@@ -1,0 +1,8 @@
+"""Forward processes ``x_t = alpha(t) x_0 + sigma(t) eps`` and their SDEs."""
+
+from diffcore.processes._affine import AffineProcess
+from diffcore.processes._base import AbstractProcess, Transition
+from diffcore.processes._ve import VESDE
+from diffcore.processes._vp import VPSDE, CosineVPSDE, SubVPSDE
+
+__all__ = ["AbstractProcess", "AffineProcess", "CosineVPSDE", "SubVPSDE", "Transition", "VESDE", "VPSDE"]

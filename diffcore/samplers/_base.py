@@ -1,0 +1,64 @@
+"""The solver contract: advance one step, declare an order."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from diffcore.dynamics import AbstractDynamics
+
+__all__ = ["AbstractSolver"]
+
+Array = Any
+
+
+class AbstractSolver(abc.ABC):
+    """One step of a time discretisation of :class:`~diffcore.dynamics.AbstractDynamics`.
+
+    To add a solver, subclass this, set the class data below and write :meth:`step`; the
+    driver :func:`~diffcore.integrate` owns the loop, the noise, the NFE count and the
+    checks, and the test-suite reads ``order`` as the oracle for a measured convergence
+    slope.
+
+    Class data
+    ----------
+    name : the string accepted by :func:`~diffcore.sample`.
+    order : the global order: of the error of ``x`` at the end (pathwise) for ODE solvers,
+        of the error in law (weak order) for stochastic ones.
+    stochastic : whether the solver integrates the reverse SDE (``eta = 1``) and needs noise.
+    """
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+    stochastic: ClassVar[bool] = False
+
+    @property
+    def noise_draws(self) -> int:
+        """Number of standard-normal arrays shaped like ``x`` consumed by one step."""
+        return 1 if self.stochastic else 0
+
+    @property
+    def nfe_per_step(self) -> int:
+        """Score evaluations in one step."""
+        return 1
+
+    def check_dynamics(self, dynamics: AbstractDynamics) -> None:
+        """Raise unless this solver can integrate ``dynamics`` (ODE solvers need ``eta = 0``)."""
+        if not self.stochastic and dynamics.noise_scale != 0:
+            raise ValueError(
+                f"{self.name} integrates the probability-flow ODE (noise_scale 0); got "
+                f"{type(dynamics).__name__} with noise_scale {dynamics.noise_scale}"
+            )
+
+    @abc.abstractmethod
+    def step(
+        self, dynamics: AbstractDynamics, x: Array, t0: float, t1: float, noise: Array | None, state: Any
+    ) -> tuple[Array, Any]:
+        """Advance ``x`` from ``t0`` to ``t1`` (``t1 < t0``); return the new state and solver state.
+
+        ``noise`` has shape ``(noise_draws, *x.shape)`` (or is ``None`` when no draws are
+        needed); the step is a deterministic function of its arguments.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,152 @@
+"""The one driver that owns the time loop: ``integrate``, and the convenience ``sample``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diffcore._array import namespace, normal, resolve_rng, to_float_list
+from diffcore._validation import check_finite
+from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
+from diffcore.processes import AbstractProcess
+from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._grids import time_grid
+from diffcore.samplers._registry import get_solver
+
+__all__ = ["Solution", "integrate", "sample"]
+
+Array = Any
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """The result of :func:`integrate`.
+
+    Attributes
+    ----------
+    x : the final state, shape ``(n, ...)``, with ``x_init``'s array type, dtype and device.
+    ts : the time grid, NumPy float64 of shape ``(steps + 1,)``.
+    nfe : the number of score evaluations.
+    solver : the solver object used.
+    path : the states at every grid time, shape ``(steps + 1, n, ...)``, or ``None``.
+    """
+
+    x: Any
+    ts: np.ndarray
+    nfe: int
+    solver: AbstractSolver
+    path: Any = None
+
+
+def _check_grid(ts: Any) -> list[float]:
+    grid = to_float_list(ts)
+    if len(grid) < 2:
+        raise ValueError(f"ts must hold at least two times; got {len(grid)}")
+    if any(not 0.0 <= t <= 1.0 for t in grid):
+        raise ValueError(f"every time in ts must lie in [0, 1]; got range [{min(grid)}, {max(grid)}]")
+    diffs = np.diff(grid)
+    if not (np.all(diffs < 0) or np.all(diffs > 0)):
+        raise ValueError("ts must be strictly monotone")
+    return grid
+
+
+def integrate(
+    dynamics: AbstractDynamics,
+    x_init: Array,
+    ts: Any,
+    solver: Any,
+    rng: Any = None,
+    *,
+    save_path: bool = False,
+) -> Solution:
+    """Integrate ``dynamics`` over the grid ``ts`` with ``solver``.
+
+    Parameters
+    ----------
+    dynamics : a :class:`~diffcore.dynamics.AbstractDynamics` (reverse SDE or probability-flow ODE).
+    x_init : array ``(n, ...)`` at ``ts[0]``; must be finite.
+    ts : 1-D strictly monotone grid of times in ``[0, 1]`` (a list or any array).
+    solver : a name from ``diffcore.SOLVERS`` or an :class:`AbstractSolver`.
+    rng : ``None``, an int seed, a ``numpy.random.Generator`` or a ``torch.Generator``; the
+        noise of stochastic solvers is drawn from it in step order.
+    save_path : keep the state at every grid time in ``Solution.path``.
+
+    Raises
+    ------
+    ValueError
+        for a bad grid, non-finite ``x_init`` or a solver that cannot integrate the dynamics.
+    FloatingPointError
+        when a step produces NaN or infinity; the message gives the step and the times.
+    """
+    solver = get_solver(solver)
+    if not isinstance(dynamics, AbstractDynamics):
+        raise TypeError(f"dynamics must be an AbstractDynamics; got {type(dynamics).__name__}")
+    if not hasattr(x_init, "shape") or x_init.ndim < 1:
+        raise TypeError(f"x_init must be an array of shape (n, ...); got {type(x_init).__name__}")
+    check_finite("x_init", x_init)
+    solver.check_dynamics(dynamics)
+    grid = _check_grid(ts)
+    xp = namespace(x_init)
+    draws = solver.noise_draws
+    rng = resolve_rng(rng) if draws else None
+    x, state = x_init, None
+    path = [x] if save_path else None
+    n_steps = len(grid) - 1
+    for i in range(n_steps):
+        t0, t1 = grid[i], grid[i + 1]
+        noise = normal(rng, (draws, *x.shape), x) if draws else None
+        x, state = solver.step(dynamics, x, t0, t1, noise, state)
+        if not bool(xp.all(xp.isfinite(x))):
+            raise FloatingPointError(
+                f"{solver.name}: non-finite state after step {i + 1} of {n_steps} (t = {t0} -> {t1})"
+            )
+        if save_path:
+            path.append(x)
+    return Solution(
+        x=x,
+        ts=np.asarray(grid),
+        nfe=n_steps * solver.nfe_per_step,
+        solver=solver,
+        path=xp.stack(path) if save_path else None,
+    )
+
+
+def sample(
+    process: AbstractProcess,
+    score: Callable[[Array, Any], Array],
+    x_init: Array,
+    *,
+    method: Any,
+    steps: int,
+    t_min: float = 1e-3,
+    rng: Any = None,
+    grid: str = "uniform",
+    t_max: float = 1.0,
+    save_path: bool = False,
+) -> Solution:
+    """Sample by integrating from ``t_max = 1`` down to ``t_min`` with the exact or learned ``score``.
+
+    ODE methods (``euler``, ``heun``, ``rk4``, ``ddim``) integrate the probability-flow ODE;
+    stochastic ones (``euler_maruyama``, ``ancestral``, ``pc``) the reverse SDE
+    (``noise_scale = 1``).  ``grid`` is ``"uniform"``, ``"log_snr"`` or ``"edm"`` (see
+    :func:`time_grid`).  For another member of the reverse-SDE family build
+    ``ReverseSDE(process, score, noise_scale=...)`` and call :func:`integrate`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from diffcore import VPSDE, Gaussian, exact_score
+    >>> p, data = VPSDE(), Gaussian(np.zeros(2), np.eye(2))
+    >>> sol = sample(p, exact_score(p, data), p.prior_sample((4, 2), rng=0), method="heun", steps=10)
+    >>> sol.x.shape, sol.nfe
+    ((4, 2), 20)
+    """
+    solver = get_solver(method)
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    dynamics = ReverseSDE(process, score) if solver.stochastic else ProbabilityFlowODE(process, score)
+    ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
+    return integrate(dynamics, x_init, ts, solver, rng, save_path=save_path)

@@ -1,0 +1,59 @@
+"""Runge–Kutta solvers for the probability-flow ODE: Euler, Heun and the classical RK4."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from diffcore.samplers._base import AbstractSolver
+
+__all__ = ["Euler", "Heun", "RK4"]
+
+
+class Euler(AbstractSolver):
+    """Explicit Euler: ``x_1 = x_0 + h b(x_0, t_0)``, ``h = t_1 - t_0``; global order 1."""
+
+    name: ClassVar[str] = "euler"
+    order: ClassVar[int] = 1
+
+    def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
+        return x + (t1 - t0) * dynamics.drift(x, t0), state
+
+
+class Heun(AbstractSolver):
+    """Heun's method (explicit trapezoid), the ODE step of Karras et al. (2022, alg. 1); order 2.
+
+    ``k_1 = b(x_0, t_0)``, ``k_2 = b(x_0 + h k_1, t_1)``, ``x_1 = x_0 + h (k_1 + k_2) / 2``.
+    """
+
+    name: ClassVar[str] = "heun"
+    order: ClassVar[int] = 2
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 2
+
+    def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
+        h = t1 - t0
+        k1 = dynamics.drift(x, t0)
+        k2 = dynamics.drift(x + h * k1, t1)
+        return x + (0.5 * h) * (k1 + k2), state
+
+
+class RK4(AbstractSolver):
+    """The classical fourth-order Runge–Kutta method (Hairer et al. 1993, II.1); order 4."""
+
+    name: ClassVar[str] = "rk4"
+    order: ClassVar[int] = 4
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 4
+
+    def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
+        h = t1 - t0
+        tm = t0 + 0.5 * h
+        k1 = dynamics.drift(x, t0)
+        k2 = dynamics.drift(x + (0.5 * h) * k1, tm)
+        k3 = dynamics.drift(x + (0.5 * h) * k2, tm)
+        k4 = dynamics.drift(x + h * k3, t1)
+        return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4), state

@@ -1,0 +1,70 @@
+"""The predictor–corrector sampler of Song et al. (2021)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from diffcore._array import namespace
+from diffcore._validation import check_nonnegative
+from diffcore.samplers._base import AbstractSolver
+
+__all__ = ["PredictorCorrector"]
+
+
+@dataclass(frozen=True)
+class PredictorCorrector(AbstractSolver):
+    r"""Langevin corrector steps at ``t_0`` followed by a reverse-diffusion predictor step.
+
+    Corrector (Song et al. 2021, alg. 4 and 5): ``corrector_steps`` Langevin moves
+    ``x <- x + e s(x, t_0) + sqrt(2 e) z`` with the signal-to-noise rule
+    ``e = 2 (snr ||z|| / ||s(x, t_0)||)^2``, the norms averaged over the batch as in the
+    paper's code (a per-sample ratio explodes where ``s`` vanishes), which leave ``p_{t_0}``
+    invariant in the small-step limit.  Predictor (reverse diffusion, alg. 2/3): with the
+    forward transition ``x_{t_0} = a x_{t_1} + b z``,
+
+    .. math:: x_1 = (2 - a) x + b^2 s(x, t_0) + b z.
+
+    ``order`` is the weak order of the predictor; for ``snr > 0`` the corrector adds a
+    bias of order ``snr^2`` that does not vanish as the step count grows (it is an
+    unadjusted Langevin step of fixed relative size).
+    """
+
+    snr: float = 0.16
+    corrector_steps: int = 1
+
+    name: ClassVar[str] = "pc"
+    order: ClassVar[int] = 1
+    stochastic: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_nonnegative("snr", self.snr)
+        if isinstance(self.corrector_steps, bool) or not isinstance(self.corrector_steps, int):
+            raise TypeError(f"corrector_steps must be an int; got {type(self.corrector_steps).__name__}")
+        if self.corrector_steps < 0:
+            raise ValueError(f"corrector_steps must be >= 0; got {self.corrector_steps}")
+
+    def check_dynamics(self, dynamics) -> None:
+        if dynamics.noise_scale != 1:
+            raise ValueError(f"pc samples the reverse SDE with noise_scale 1; got noise_scale {dynamics.noise_scale}")
+
+    @property
+    def noise_draws(self) -> int:
+        return 1 + self.corrector_steps
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 1 + self.corrector_steps
+
+    def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
+        xp = namespace(x)
+        axes = tuple(range(1, x.ndim))
+        for k in range(self.corrector_steps):
+            grad, z = dynamics.score(x, t0), noise[1 + k]
+            z_norm = xp.mean(xp.sqrt(xp.sum(z**2, axis=axes)))
+            grad_norm = xp.mean(xp.sqrt(xp.sum(grad**2, axis=axes)))
+            eps = 2.0 * (self.snr * z_norm / grad_norm) ** 2
+            x = x + eps * grad + xp.sqrt(2.0 * eps) * z
+        tr = dynamics.process.transition(t1, t0)
+        x = (2.0 - tr.scale) * x + tr.std**2 * dynamics.score(x, t0) + tr.std * noise[0]
+        return x, state

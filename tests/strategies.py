@@ -1,0 +1,55 @@
+"""Bounded, meaningful hypothesis strategies shared by the property tests."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import diffcore as dc
+
+finite = st.floats(min_value=-5.0, max_value=5.0, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def spd_matrices(draw, dim: int, min_eig: float = 0.05, max_eig: float = 4.0) -> np.ndarray:
+    """Symmetric positive definite ``(dim, dim)`` matrices with eigenvalues in [min_eig, max_eig]."""
+    raw = draw(arrays(np.float64, (dim, dim), elements=finite))
+    q, _ = np.linalg.qr(raw + 6.0 * np.eye(dim))
+    lam = np.asarray(draw(st.lists(st.floats(min_eig, max_eig), min_size=dim, max_size=dim)))
+    return (q * lam) @ q.T
+
+
+@st.composite
+def gaussians(draw, dim: int | None = None) -> dc.Gaussian:
+    d = dim or draw(st.integers(1, 4))
+    mean = draw(arrays(np.float64, (d,), elements=finite))
+    return dc.Gaussian(mean, draw(spd_matrices(d)))
+
+
+@st.composite
+def mixtures(draw, dim: int | None = None, max_components: int = 4) -> dc.GaussianMixture:
+    d = dim or draw(st.integers(1, 3))
+    k = draw(st.integers(1, max_components))
+    raw = np.asarray(draw(st.lists(st.floats(0.1, 1.0), min_size=k, max_size=k)))
+    means = draw(arrays(np.float64, (k, d), elements=finite))
+    covs = np.stack([draw(spd_matrices(d)) for _ in range(k)])
+    return dc.GaussianMixture(raw / raw.sum(), means, covs)
+
+
+@st.composite
+def processes(draw) -> dc.AbstractProcess:
+    """Valid schedules of every process kind."""
+    kind = draw(st.sampled_from(["vp", "subvp", "cosine", "ve", "ve-song2021"]))
+    if kind in ("vp", "subvp"):
+        bmin = draw(st.floats(0.01, 1.0))
+        bmax = draw(st.floats(bmin, 30.0))
+        return (dc.VPSDE if kind == "vp" else dc.SubVPSDE)(bmin, bmax)
+    if kind == "cosine":
+        return dc.CosineVPSDE(s=draw(st.floats(1e-3, 0.05)), end=draw(st.floats(0.5, 0.999)))
+    smin = draw(st.floats(1e-3, 0.5))
+    smax = draw(st.floats(smin * 2, 100.0))
+    return dc.VESDE(smin, smax, variant="exact" if kind == "ve" else "song2021")
+
+
+times = st.floats(min_value=1e-4, max_value=1.0)
