@@ -1,0 +1,5 @@
+"""Reusable oracles for checking samplers, schedules and score models against exact answers."""
+
+from diffcore.testing._oracles import fit_order, propagate_gaussian_law, reference_ode_solution
+
+__all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
