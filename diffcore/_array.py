@@ -16,15 +16,15 @@ import numpy as np
 from array_api_compat import array_namespace, device, is_torch_array
 
 __all__ = [
-    "namespace",
-    "device_of",
-    "is_scalar_time",
     "as_array",
     "broadcast_time",
-    "resolve_rng",
+    "device_of",
+    "is_scalar_time",
+    "namespace",
     "normal",
-    "uniform",
+    "resolve_rng",
     "to_float_list",
+    "uniform",
 ]
 
 Array = Any
@@ -94,7 +94,7 @@ def resolve_rng(rng: Any = None) -> Any:
     Accepts ``None`` (fresh OS entropy), an ``int`` seed, a ``numpy.random.Generator``
     or a ``torch.Generator``; returns a NumPy ``Generator`` or the torch generator.
     """
-    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
     if isinstance(rng, np.random.Generator):
         return rng

@@ -11,13 +11,13 @@ import numpy as np
 from diffcore._array import is_scalar_time, namespace
 
 __all__ = [
-    "check_positive",
-    "check_nonnegative",
-    "check_time",
-    "check_finite",
     "check_choice",
-    "check_steps",
+    "check_finite",
+    "check_nonnegative",
     "check_points",
+    "check_positive",
+    "check_steps",
+    "check_time",
 ]
 
 

@@ -11,7 +11,7 @@ from diffcore.distributions._components import component_terms, logsumexp, softm
 from diffcore.distributions._mixture import Gaussian, GaussianMixture
 from diffcore.processes import AbstractProcess
 
-__all__ = ["marginal", "exact_score", "exact_denoiser", "exact_log_prob", "ExactField"]
+__all__ = ["ExactField", "exact_denoiser", "exact_log_prob", "exact_score", "marginal"]
 
 Array = Any
 Data = Gaussian | GaussianMixture

@@ -85,7 +85,8 @@ class GaussianMixture:
         """Mixture covariance ``sum_k w_k (C_k + m_k m_k^T) - m m^T``, shape ``(d, d)``."""
         xp = namespace(self.means)
         m = self.mean()
-        second = xp.sum(self.weights[:, None, None] * (self.covs + self.means[:, :, None] * self.means[:, None, :]), axis=0)
+        outer = self.means[:, :, None] * self.means[:, None, :]
+        second = xp.sum(self.weights[:, None, None] * (self.covs + outer), axis=0)
         return second - m[:, None] * m[None, :]
 
     def _terms(self, x: Array) -> tuple[Any, Any, Any, Components]:
@@ -122,7 +123,8 @@ class GaussianMixture:
         idx = np.minimum(idx, len(probs) - 1)
         idx_x = xp.asarray(idx, device=device_of(like))
         z = normal(rng, (int(n), self.dim), like)
-        scaled = xp.take(comps.eigvecs, idx_x, axis=0) @ (xp.sqrt(xp.take(comps.eigvals, idx_x, axis=0)) * z)[:, :, None]
+        root = xp.sqrt(xp.take(comps.eigvals, idx_x, axis=0)) * z
+        scaled = xp.take(comps.eigvecs, idx_x, axis=0) @ root[:, :, None]
         return xp.take(comps.means, idx_x, axis=0) + scaled[:, :, 0]
 
     def affine(self, alpha: float, sigma: float) -> GaussianMixture:

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._array import broadcast_time
-
 from diffcore._validation import check_nonnegative
 from diffcore.processes import AbstractProcess
 
-__all__ = ["AbstractDynamics", "ReverseSDE", "ProbabilityFlowODE"]
+__all__ = ["AbstractDynamics", "ProbabilityFlowODE", "ReverseSDE"]
 
 Array = Any
 

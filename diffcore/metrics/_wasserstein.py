@@ -11,7 +11,7 @@ import numpy as np
 from diffcore._array import as_array, device_of, namespace, normal, resolve_rng
 from diffcore._validation import check_steps
 
-__all__ = ["w2", "w2_gaussian", "sliced_w2", "w2_floor", "FloorEstimate"]
+__all__ = ["FloorEstimate", "sliced_w2", "w2", "w2_floor", "w2_gaussian"]
 
 Array = Any
 

@@ -5,4 +5,4 @@ from diffcore.processes._base import AbstractProcess, Transition
 from diffcore.processes._ve import VESDE
 from diffcore.processes._vp import VPSDE, CosineVPSDE, SubVPSDE
 
-__all__ = ["AbstractProcess", "AffineProcess", "CosineVPSDE", "SubVPSDE", "Transition", "VESDE", "VPSDE"]
+__all__ = ["VESDE", "VPSDE", "AbstractProcess", "AffineProcess", "CosineVPSDE", "SubVPSDE", "Transition"]

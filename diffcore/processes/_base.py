@@ -30,10 +30,11 @@ class Transition:
 def _evaluate(fn, t: Any) -> Any:
     """Run a schedule formula ``fn(t, xp)`` on a validated time; floats stay floats."""
     t = check_time(t)
-    if is_scalar_time(t):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    # singular ends are part of the mathematics (log_snr(0) = inf, sigma'(0) = inf): no warnings
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if is_scalar_time(t):
             return float(fn(np.float64(t), np))
-    return fn(t, namespace(t))
+        return fn(t, namespace(t))
 
 
 class AbstractProcess(abc.ABC):
@@ -167,10 +168,13 @@ class AbstractProcess(abc.ABC):
                 var = float(self._transition_var(np.float64(s), np.float64(t), np))
             return Transition(s, t, scale, math.sqrt(max(var, 0.0)))
         xp = namespace(s, t)
+        s = xp.full_like(t, s) if is_scalar_time(s) else s
+        t = xp.full_like(s, t) if is_scalar_time(t) else t
         if bool(xp.any(s > t)):
             raise ValueError("transition needs s <= t for every pair")
-        scale = self._alpha(t, xp) / self._alpha(s, xp)
-        var = self._transition_var(s, t, xp)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = self._alpha(t, xp) / self._alpha(s, xp)
+            var = self._transition_var(s, t, xp)
         return Transition(s, t, scale, xp.sqrt(xp.clip(var, 0.0, None)))
 
     def sample_transition(self, x_s: Array, s: Any, t: Any, rng: Any = None) -> Array:

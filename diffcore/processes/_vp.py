@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from diffcore._validation import check_positive
 from diffcore.processes._base import AbstractProcess
 
-__all__ = ["VPSDE", "SubVPSDE", "CosineVPSDE"]
+__all__ = ["VPSDE", "CosineVPSDE", "SubVPSDE"]
 
 
 def _check_betas(beta_min: float, beta_max: float) -> None:

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from diffcore.samplers._base import AbstractSolver
 
-__all__ = ["Euler", "Heun", "RK4"]
+__all__ = ["RK4", "Euler", "Heun"]
 
 
 class Euler(AbstractSolver):

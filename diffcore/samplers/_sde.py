@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from diffcore.samplers._base import AbstractSolver
 
-__all__ = ["EulerMaruyama", "Ancestral"]
+__all__ = ["Ancestral", "EulerMaruyama"]
 
 
 class EulerMaruyama(AbstractSolver):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,17 @@ from diffcore._array import to_float_list
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
 from diffcore.samplers import get_solver
 
-__all__ = ["reference_ode_solution", "propagate_gaussian_law", "fit_order"]
+__all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
 
 
 def reference_ode_solution(
-    dynamics: AbstractDynamics, x_init: np.ndarray, t_start: float, t_end: float, *, rtol: float = 1e-12, atol: float = 1e-12
+    dynamics: AbstractDynamics,
+    x_init: np.ndarray,
+    t_start: float,
+    t_end: float,
+    *,
+    rtol: float = 1e-12,
+    atol: float = 1e-12,
 ) -> np.ndarray:
     """Integrate the probability-flow ODE with SciPy's DOP853 (Hairer et al. 1993) at tight tolerances.
 
@@ -61,7 +68,7 @@ def propagate_gaussian_law(
     k = solver.noise_draws
     grid = to_float_list(ts)
     probes = np.vstack([np.zeros((1, d)), np.eye(d)])
-    for t0, t1 in zip(grid[:-1], grid[1:]):
+    for t0, t1 in itertools.pairwise(grid):
         zero_noise = np.zeros((k, d + 1, d)) if k else None
         out, _ = solver.step(dynamics, probes, t0, t1, zero_noise, None)
         shift = out[0]
@@ -86,7 +93,9 @@ def fit_order(steps: Any, errors: Any) -> float:
     steps = np.asarray(steps, dtype=np.float64)
     errors = np.asarray(errors, dtype=np.float64)
     if steps.shape != errors.shape or steps.size < 2:
-        raise ValueError(f"steps and errors must be matching 1-D arrays of length >= 2; got {steps.shape}, {errors.shape}")
+        raise ValueError(
+            f"steps and errors must be matching 1-D arrays of length >= 2; got {steps.shape}, {errors.shape}"
+        )
     if not np.all(errors > 0):
         raise ValueError("errors must be positive to fit a slope on a log scale")
     slope, _ = np.polyfit(np.log(1.0 / steps), np.log(errors), 1)
