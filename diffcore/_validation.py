@@ -48,12 +48,14 @@ def _real(name: str, value: Any) -> float:
 
 def check_time(t: Any, name: str = "t") -> Any:
     """A time in [0, 1]: a real scalar (returned as float) or a 1-D array (returned as is)."""
+    if isinstance(t, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a float or an array of times; got {type(t).__name__}")
     if is_scalar_time(t):
         v = float(t)
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1]; got {v}")
         return v
-    if isinstance(t, bool) or not hasattr(t, "shape"):
+    if not hasattr(t, "shape"):
         raise TypeError(f"{name} must be a float or an array of times; got {type(t).__name__}")
     if t.ndim > 1:
         raise ValueError(f"{name} must be a scalar or a 1-D array of shape (n,); got shape {tuple(t.shape)}")
@@ -82,12 +84,12 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
-def check_steps(steps: Any) -> int:
-    """A step count: an integer >= 1."""
+def check_steps(steps: Any, name: str = "steps") -> int:
+    """A count (of steps, samples, projections, ...): an integer >= 1."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"steps must be an int; got {type(steps).__name__}")
+        raise TypeError(f"{name} must be an int; got {type(steps).__name__}")
     if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
+        raise ValueError(f"{name} must be >= 1; got {steps}")
     return int(steps)
 
 

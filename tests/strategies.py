@@ -53,3 +53,43 @@ def processes(draw) -> dc.AbstractProcess:
 
 
 times = st.floats(min_value=1e-4, max_value=1.0)
+
+
+@st.composite
+def cloud_pairs(draw, n_max: int = 10, dim: int | None = None, equal_size: bool = False) -> tuple:
+    """Two point clouds ``(n, d)`` and ``(m, d)`` of one dimension, sizes in ``[1, n_max]`` (small: emd stays fast)."""
+    d = dim or draw(st.integers(1, 3))
+    n = draw(st.integers(1, n_max))
+    m = n if equal_size else draw(st.integers(1, n_max))
+    x = draw(arrays(np.float64, (n, d), elements=finite))
+    y = draw(arrays(np.float64, (m, d), elements=finite))
+    return x, y
+
+
+@st.composite
+def simplex_weights(draw, n: int) -> np.ndarray:
+    """Positive weights ``(n,)`` summing to 1, each at least ``0.1 / n``-ish (ratios bounded by 10)."""
+    raw = np.asarray(draw(st.lists(st.floats(0.1, 1.0), min_size=n, max_size=n)))
+    return raw / raw.sum()
+
+
+@st.composite
+def points_near(draw, law: dc.Gaussian | dc.GaussianMixture, n: int = 4, spread: float = 3.0) -> np.ndarray:
+    """``n`` points ``(n, d)`` of the form ``m_k + C_k^{1/2} z``, ``|z_i| <= spread``: where ``law`` has its mass."""
+    mix = law.as_mixture() if isinstance(law, dc.Gaussian) else law
+    ks = draw(st.lists(st.integers(0, mix.n_components - 1), min_size=n, max_size=n))
+    z = draw(arrays(np.float64, (n, mix.dim), elements=st.floats(-spread, spread)))
+    roots = np.linalg.cholesky(np.asarray(mix.covs))
+    return np.stack([np.asarray(mix.means)[k] + roots[k] @ z[i] for i, k in enumerate(ks)])
+
+
+def skewed_mixture_2d() -> dc.GaussianMixture:
+    """A fixed 2-D mixture of three unequal, rotated full-covariance components (not a strategy:
+    a shared example for tests that need one non-trivial mixture)."""
+
+    def rot(a: float) -> np.ndarray:
+        return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+    spec = ((0.3, (0.5, 0.1)), (1.2, (0.3, 0.05)), (2.0, (0.8, 0.2)))
+    covs = np.stack([rot(a) @ np.diag(lam) @ rot(a).T for a, lam in spec])
+    return dc.GaussianMixture([0.3, 0.5, 0.2], [[-1.5, 0.5], [1.0, 1.0], [0.5, -1.5]], covs)

@@ -17,8 +17,10 @@ Array = Any
 
 
 def _points(name: str, x: Any) -> Array:
-    if not hasattr(x, "shape") or x.ndim != 2:
-        raise ValueError(f"{name} must be an array of shape (n, d); got {getattr(x, 'shape', type(x).__name__)}")
+    if not hasattr(x, "shape"):
+        raise TypeError(f"{name} must be an array of shape (n, d); got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be an array of shape (n, d); got shape {tuple(x.shape)}")
     if x.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one point; got shape {tuple(x.shape)}")
     xp = namespace(x)
@@ -36,7 +38,7 @@ def _weights(name: str, w: Any, n: int, like: Array) -> Array:
     if w.ndim != 1 or w.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the points; got {tuple(w.shape)}")
     if not bool(xp.all(w > 0)):
-        raise ValueError(f"{name} must be positive")
+        raise ValueError(f"{name} must be positive; got minimum {float(xp.min(w))!r}")
     total = float(xp.sum(w))
     tol = math.sqrt(xp.finfo(w.dtype).eps)
     if abs(total - 1.0) > tol:
@@ -65,7 +67,7 @@ def w2(x: Array, y: Array, a: Array | None = None, b: Array | None = None, *, ma
     x : ``(n, d)``; y : ``(m, d)``; a, b : optional positive weights summing to 1 (uniform by default).
     max_iter : simplex iteration cap; reaching it raises instead of returning a sub-optimal value.
 
-    Returns a 0-d array of the inputs' type and device (a NumPy float for NumPy input).
+    Returns a 0-d array of the inputs' type, dtype and device (a NumPy scalar for NumPy input).
     A sample-based ``w2`` has a finite-sample floor (see :func:`w2_floor`): it detects
     gross errors of a sampler, not discretisation error.
     """
@@ -78,7 +80,23 @@ def w2(x: Array, y: Array, a: Array | None = None, b: Array | None = None, *, ma
     if log.get("warning"):
         raise RuntimeError(f"ot.emd2 did not reach optimality: {log['warning']} (raise max_iter)")
     xp = namespace(x)
-    return xp.sqrt(xp.clip(cost, 0.0, None)) if hasattr(cost, "shape") else math.sqrt(max(float(cost), 0.0))
+    if not hasattr(cost, "shape"):  # POT returns a Python float for NumPy input: keep x's dtype
+        cost = xp.asarray(cost, dtype=x.dtype)
+    return xp.sqrt(xp.clip(cost, 0.0, None))
+
+
+def _check_cov(name: str, c: Array) -> None:
+    """A finite, symmetric, positive semi-definite ``(d, d)`` matrix (relative tolerance sqrt(eps))."""
+    xp = namespace(c)
+    if not bool(xp.all(xp.isfinite(c))):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    tol = math.sqrt(xp.finfo(c.dtype).eps) * max(float(xp.max(xp.abs(c))), 1e-300)
+    asym = float(xp.max(xp.abs(c - c.T)))
+    if asym > tol:
+        raise ValueError(f"{name} must be symmetric; got max |C - C^T| = {asym:.3e} (tolerance {tol:.1e})")
+    low = float(xp.min(xp.linalg.eigvalsh(0.5 * (c + c.T))))
+    if low < -tol:
+        raise ValueError(f"{name} must be positive semi-definite; got smallest eigenvalue {low:.4g}")
 
 
 def _sqrtm_psd(c: Array) -> Array:
@@ -95,6 +113,8 @@ def w2_gaussian(mean1: Array, cov1: Array, mean2: Array, cov2: Array) -> Array:
 
     (Dowson and Landau 1982; Givens and Shortt 1984).  Means ``(d,)``, covariances
     ``(d, d)`` symmetric positive semi-definite; returns a 0-d array of the inputs' type.
+    Raises ``ValueError`` for mismatched shapes, non-finite entries, or a covariance that is
+    not symmetric or has a negative eigenvalue (both up to a relative ``sqrt(eps)``).
     """
     xp = namespace(mean1, cov1, mean2, cov2)
     d = mean1.shape[0] if hasattr(mean1, "shape") and mean1.ndim == 1 else None
@@ -103,6 +123,11 @@ def w2_gaussian(mean1: Array, cov1: Array, mean2: Array, cov2: Array) -> Array:
     for name, arr, shape in (("mean2", mean2, (d,)), ("cov1", cov1, (d, d)), ("cov2", cov2, (d, d))):
         if tuple(arr.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}; got {tuple(arr.shape)}")
+    for name, mean in (("mean1", mean1), ("mean2", mean2)):
+        if not bool(xp.all(xp.isfinite(mean))):
+            raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    _check_cov("cov1", cov1)
+    _check_cov("cov2", cov2)
     r1 = _sqrtm_psd(cov1)
     cross = _sqrtm_psd(r1 @ cov2 @ r1)
     val = xp.sum((mean1 - mean2) ** 2) + xp.linalg.trace(cov1) + xp.linalg.trace(cov2) - 2 * xp.linalg.trace(cross)
@@ -120,7 +145,7 @@ def sliced_w2(x: Array, y: Array, n_projections: int = 256, rng: Any = None) -> 
     import ot
 
     x, y = _pair(x, y)
-    n_projections = check_steps(n_projections)
+    n_projections = check_steps(n_projections, "n_projections")
     xp = namespace(x)
     theta = normal(resolve_rng(rng), (x.shape[1], n_projections), x)
     theta = theta / xp.sqrt(xp.sum(theta**2, axis=0, keepdims=True))
@@ -143,8 +168,8 @@ def w2_floor(law: Any, n: int, *, repeats: int = 5, rng: Any = None) -> FloorEst
     the mean of ``w2`` between them with its standard error.  A sampler is at the floor when
     ``w2(samples, fresh exact samples)`` is within the spread of this estimate.
     """
-    n = check_steps(n)
-    repeats = check_steps(repeats)
+    n = check_steps(n, "n")
+    repeats = check_steps(repeats, "repeats")
     rng = resolve_rng(rng)
     vals = tuple(float(w2(law.sample(n, rng), law.sample(n, rng))) for _ in range(repeats))
     sd = float(np.std(vals, ddof=1)) if repeats > 1 else float("nan")

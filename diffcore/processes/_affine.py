@@ -57,11 +57,13 @@ class AffineProcess(AbstractProcess):
     started at ``x_0``.  The callables take a time array (NumPy, or torch if you use torch
     tensors) and return an array of the same shape.  Derivatives may be given; otherwise
     they are fourth-order finite differences with step ``fd_step`` (accurate to about
-    ``1e-11`` for smooth schedules; give ``d_sigma`` when ``sigma`` is not smooth at an end,
-    e.g. ``sigma ~ sqrt(t)``).  The log-SNR inverse is a 64-step bisection, valid when the
-    log-SNR is decreasing.  ``g^2`` must be non-negative: a schedule with
-    ``d(sigma/alpha)/dt < 0`` somewhere is not a diffusion, and :meth:`diffusion` returns
-    NaN there.
+    ``1e-10`` for smooth schedules).  Without ``d_sigma_fn``, ``g^2`` differentiates
+    ``sigma^2``, which stays smooth where ``sigma ~ sqrt(t)`` (VP-like schedules), so
+    ``g(0)`` is right; with ``d_sigma_fn`` the generic ``2 sigma sigma' - 2 f sigma^2`` is
+    used, which is ``0 * inf = NaN`` at a point where ``sigma = 0`` and ``sigma' = inf``.
+    The log-SNR inverse is a 64-step bisection, valid when the log-SNR is decreasing.
+    ``g^2`` must be non-negative: a schedule with ``d(sigma/alpha)/dt < 0`` somewhere is
+    not a diffusion, and :meth:`diffusion` returns NaN there.
 
     Example
     -------
@@ -102,7 +104,20 @@ class AffineProcess(AbstractProcess):
             return self.d_alpha_fn(t)
         return _derivative(self.alpha_fn, t, xp, self.fd_step)
 
+    def _d_sigma2(self, t, xp):
+        return _derivative(lambda u: self.sigma_fn(u) ** 2, t, xp, self.fd_step)
+
     def _d_sigma(self, t, xp):
         if self.d_sigma_fn is not None:
             return self.d_sigma_fn(t)
-        return _derivative(self.sigma_fn, t, xp, self.fd_step)
+        # (sigma^2)' / (2 sigma) keeps d_sigma consistent with g^2 below; FD of sigma where sigma = 0
+        sigma = self.sigma_fn(t)
+        safe = xp.where(sigma > 0, sigma, xp.ones_like(sigma))
+        direct = _derivative(self.sigma_fn, t, xp, self.fd_step)
+        return xp.where(sigma > 0, self._d_sigma2(t, xp) / (2 * safe), direct)
+
+    def _g2(self, t, xp):
+        if self.d_sigma_fn is not None:
+            return AbstractProcess._g2(self, t, xp)
+        # differentiate sigma^2, which stays smooth where sigma ~ sqrt(t) (so g^2(0) is right)
+        return self._d_sigma2(t, xp) - 2 * self._f(t, xp) * self.sigma_fn(t) ** 2

@@ -170,8 +170,11 @@ class AbstractProcess(abc.ABC):
         xp = namespace(s, t)
         s = xp.full_like(t, s) if is_scalar_time(s) else s
         t = xp.full_like(s, t) if is_scalar_time(t) else t
-        if bool(xp.any(s > t)):
-            raise ValueError("transition needs s <= t for every pair")
+        bad = s > t
+        if bool(xp.any(bad)):
+            first_s = s[bad][0] if getattr(s, "ndim", 0) else s
+            first_t = t[bad][0] if getattr(t, "ndim", 0) else t
+            raise ValueError(f"transition needs s <= t for every pair; got s={float(first_s)}, t={float(first_t)}")
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = self._alpha(t, xp) / self._alpha(s, xp)
             var = self._transition_var(s, t, xp)

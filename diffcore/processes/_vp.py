@@ -148,7 +148,9 @@ class CosineVPSDE(AbstractProcess):
         return self._theta0 + self._dtheta * t
 
     def _alpha(self, t, xp):
-        return xp.cos(self._theta(t, xp)) / math.cos(self._theta0)
+        # cos(theta) = sin(pi/2 - theta) = sin((pi/2) (1 - end t) / (1 + s)): exactly 0 at t = end = 1
+        # and accurate near it, where cos(theta) would carry an absolute error ~6e-17
+        return xp.sin((0.5 * math.pi / (1 + self.s)) * (1 - self.end * t)) / math.cos(self._theta0)
 
     def _d_alpha(self, t, xp):
         return -self._dtheta * xp.sin(self._theta(t, xp)) / math.cos(self._theta0)
@@ -158,8 +160,9 @@ class CosineVPSDE(AbstractProcess):
 
     def _sigma2(self, t, xp):
         # 1 - alpha^2 = sin(theta - theta0) sin(theta + theta0) / cos^2 theta0, free of cancellation
-        th = self._theta(t, xp)
-        return xp.sin(th - self._theta0) * xp.sin(th + self._theta0) / math.cos(self._theta0) ** 2
+        # (theta - theta0 = dtheta t is formed directly, not as a difference)
+        delta = self._dtheta * t
+        return xp.sin(delta) * xp.sin(2 * self._theta0 + delta) / math.cos(self._theta0) ** 2
 
     def _sigma(self, t, xp):
         return xp.sqrt(self._sigma2(t, xp))
@@ -174,6 +177,15 @@ class CosineVPSDE(AbstractProcess):
         return 2 * xp.log(self._alpha(t, xp)) - xp.log(self._sigma2(t, xp))
 
     def _log_snr_inverse(self, lam, xp):
-        # alpha^2 = sigmoid(lam)  =>  cos(theta) = cos(theta0) sqrt(sigmoid(lam))
-        root = math.cos(self._theta0) * xp.exp(-0.5 * xp.logaddexp(xp.zeros_like(lam), -lam))
-        return (xp.acos(root) - self._theta0) / self._dtheta
+        # alpha^2 = sigmoid(lam), sigma^2 = sigmoid(-lam), cos(theta) = cos(theta0) alpha and
+        # sin(theta) = r = sqrt(sin^2 theta0 + cos^2 theta0 sigma^2).  Solve for delta = theta - theta0
+        # directly, so that t keeps full relative accuracy near 0:
+        # sin(delta) ~ cos(theta0) (r - alpha sin(theta0)) = cos(theta0) sigma^2 / (r + alpha sin(theta0)),
+        # cos(delta) ~ cos(theta0)^2 alpha + r sin(theta0)   (common positive factor dropped).
+        zero = xp.zeros_like(lam)
+        alpha = xp.exp(-0.5 * xp.logaddexp(zero, -lam))
+        sigma2 = xp.exp(-xp.logaddexp(zero, lam))
+        c0, s0 = math.cos(self._theta0), math.sin(self._theta0)
+        r = xp.sqrt(s0**2 + c0**2 * sigma2)
+        delta = xp.atan2(c0 * sigma2 / (r + alpha * s0), c0**2 * alpha + r * s0)
+        return delta / self._dtheta

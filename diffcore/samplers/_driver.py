@@ -91,7 +91,7 @@ def integrate(
     grid = _check_grid(ts)
     xp = namespace(x_init)
     draws = solver.noise_draws
-    rng = resolve_rng(rng) if draws else None
+    rng = resolve_rng(rng)  # validated even when the solver draws no noise
     x, state = x_init, None
     path = [x] if save_path else None
     n_steps = len(grid) - 1

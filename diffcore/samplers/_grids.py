@@ -44,6 +44,7 @@ def time_grid(
         check_positive("rho", rho)
         s_max, s_min = math.exp(-lam_lo / 2) ** (1 / rho), math.exp(-lam_hi / 2) ** (1 / rho)
         lam = -2 * rho * np.log(s_max + np.linspace(0.0, 1.0, steps + 1) * (s_min - s_max))
+        lam[0], lam[-1] = lam_lo, lam_hi  # the exp/log round trip can leave the range by an ulp
     ts = np.asarray(process.log_snr_inverse(lam), dtype=np.float64)
     ts[0], ts[-1] = t_max, t_min
     if not np.all(np.diff(ts) < 0):

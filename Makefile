@@ -1,0 +1,77 @@
+# diffcore: every target sets up what it needs from nothing.
+#
+#   make book    build the Jupyter Book into _build/html and check it (the main job)
+#   make test    run the test suite (pytest, 2 xdist workers, hypothesis "ci" profile)
+#   make lint    ruff check
+#   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
+#   make venv    only set up .venv
+#   make clean   remove the build, the caches and the virtual environment
+#
+# The virtual environment .venv is created with $(PYTHON) when missing and the project is
+# (re)installed into it, editable, with the dev, torch and book extras whenever pyproject.toml
+# is newer than the stamp .venv/.stamp.  torch stays pinned in pyproject's `torch` extra.
+#
+# The book executes its notebooks with `execute_notebooks: cache` from _config.yml; with
+# CI set (CI=true, as .ci/run is called) or BOOK_EXECUTE=force it builds from a generated
+# copy of _config.yml that says `force` instead.  Sphinx runs with warnings as errors.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp
+EXTRAS ?= dev,torch,book
+
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS    ?=
+BENCH_ARGS     ?=
+LINT_PATHS     := $(wildcard diffcore tests benchmarks book)
+
+BUILD_DIR := _build
+ifneq ($(filter-out 0 false no,$(CI)),)
+BOOK_EXECUTE ?= force
+else
+BOOK_EXECUTE ?= cache
+endif
+ifeq ($(BOOK_EXECUTE),cache)
+BOOK_CONFIG := _config.yml
+else
+BOOK_CONFIG := $(BUILD_DIR)/_config.$(BOOK_EXECUTE).yml
+endif
+
+# One BLAS/OpenMP thread per process: the test workers already fill both cores.
+SINGLE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+.PHONY: all venv test book lint bench clean
+
+all: lint test book
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+test: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(SINGLE_THREAD) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
+
+book: $(STAMP)
+	@# Build matplotlib's font cache now, so that its first-run notice never lands in a cell's stderr.
+	$(BIN)/python -c "import matplotlib.font_manager"
+ifneq ($(BOOK_EXECUTE),cache)
+	mkdir -p $(BUILD_DIR)
+	sed 's/^  execute_notebooks: cache$$/  execute_notebooks: $(BOOK_EXECUTE)/' _config.yml > $(BOOK_CONFIG)
+	grep -q '^  execute_notebooks: $(BOOK_EXECUTE)$$' $(BOOK_CONFIG)
+endif
+	$(BIN)/jupyter-book build . --config $(BOOK_CONFIG) -W -n --keep-going
+	$(BIN)/python book/_scripts/check_html.py --toc _toc.yml --html $(BUILD_DIR)/html
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(BUILD_DIR) .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,124 @@
+"""Check a built Jupyter Book: every page exists, no cell output is an error, every image is on disk.
+
+Run after ``jupyter-book build`` (``make book`` does)::
+
+    python book/_scripts/check_html.py [--toc _toc.yml] [--html _build/html]
+
+It fails (exit status 1, one line per problem) when
+
+* a page listed in ``_toc.yml`` has no ``<page>.html`` in the HTML folder;
+* a cell output of any page is a traceback, an error or text written to stderr
+  (myst-nb's ``output traceback`` / ``output error`` / ``output stderr`` blocks, or
+  ``Traceback (most recent call last)`` anywhere inside a ``cell_output``);
+* an ``<img src=...>`` of any page points to a local file that does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+SOURCE_SUFFIXES = (".md", ".ipynb", ".rst")
+BAD_OUTPUT_CLASSES = {"traceback", "error", "stderr"}
+VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def toc_pages(toc_path: Path) -> list[str]:
+    """Return the document names (paths without suffix, relative to the book root) in a ``_toc.yml``."""
+    root = toc_path.parent
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf8"))
+    pages = [toc["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries or []:
+            if "file" in entry:
+                pages.append(entry["file"])
+            if "glob" in entry:
+                for match in sorted(glob.glob(str(root / entry["glob"]))):
+                    if match.endswith(SOURCE_SUFFIXES):
+                        pages.append(str(Path(match).relative_to(root)))
+            for key in ("parts", "chapters", "sections"):
+                walk(entry.get(key))
+
+    walk([toc])
+    return [page.removesuffix(Path(page).suffix) if page.endswith(SOURCE_SUFFIXES) else page for page in pages]
+
+
+class PageScanner(HTMLParser):
+    """Collect ``<img src>`` values and error outputs of cells from one HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.images: list[str] = []
+        self.bad_outputs: list[str] = []
+        self._stack: list[bool] = []  # for each open element: is it inside a cell output?
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "img" and attributes.get("src"):
+            self.images.append(attributes["src"])
+        classes = set((attributes.get("class") or "").split())
+        if "output" in classes and classes & BAD_OUTPUT_CLASSES:
+            self.bad_outputs.append(f'an output block of class "{" ".join(sorted(classes))}"')
+        if tag not in VOID_TAGS:
+            inside = bool(self._stack and self._stack[-1]) or "cell_output" in classes
+            self._stack.append(inside)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in VOID_TAGS and self._stack:
+            self._stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._stack and self._stack[-1] and "Traceback (most recent call last)" in data:
+            self.bad_outputs.append("a cell output that contains a Python traceback")
+
+
+def check(toc_path: Path, html_dir: Path) -> list[str]:
+    """Return one message per problem found in the build at ``html_dir``."""
+    problems = []
+    if not html_dir.is_dir():
+        return [f"{html_dir} does not exist: build the book first"]
+    for page in toc_pages(toc_path):
+        if not (html_dir / f"{page}.html").is_file():
+            problems.append(f"{page}: listed in {toc_path.name} but {html_dir / page}.html was not built")
+    for html in sorted(html_dir.rglob("*.html")):
+        if html.relative_to(html_dir).parts[0] in {"_static", "_sources"}:
+            continue
+        scanner = PageScanner()
+        scanner.feed(html.read_text(encoding="utf8"))
+        for what in scanner.bad_outputs:
+            problems.append(f"{html}: {what}")
+        for src in scanner.images:
+            url = urlsplit(src)
+            if url.scheme or url.netloc:  # data:, http(s): and //host/ images are not ours to check
+                continue
+            target = (html.parent / unquote(url.path)).resolve()
+            if not target.is_file():
+                problems.append(f"{html}: <img src={src!r}> points to {target}, which does not exist")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="the book's _toc.yml")
+    parser.add_argument("--html", type=Path, default=Path("_build/html"), help="the built HTML folder")
+    args = parser.parse_args(argv)
+    problems = check(args.toc, args.html)
+    for problem in problems:
+        print(f"check_html: {problem}", file=sys.stderr)
+    pages = len(toc_pages(args.toc))
+    if problems:
+        print(f"check_html: {len(problems)} problem(s) in the book build", file=sys.stderr)
+        return 1
+    print(f"check_html: {pages} page(s) built, no error outputs, every image on disk")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
