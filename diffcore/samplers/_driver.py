@@ -68,7 +68,9 @@ def integrate(
     ----------
     dynamics : a :class:`~diffcore.dynamics.AbstractDynamics` (reverse SDE or probability-flow ODE).
     x_init : array ``(n, ...)`` at ``ts[0]``; must be finite.
-    ts : 1-D strictly monotone grid of times in ``[0, 1]`` (a list or any array).
+    ts : 1-D strictly monotone grid of times in ``[0, 1]`` (a list or any array); decreasing
+        for stochastic solvers, either way for ODE solvers (an increasing grid runs the
+        probability-flow ODE forwards, from data to noise).
     solver : a name from ``diffcore.SOLVERS`` or an :class:`AbstractSolver`.
     rng : ``None``, an int seed, a ``numpy.random.Generator`` or a ``torch.Generator``; the
         noise of stochastic solvers is drawn from it in step order.
@@ -89,6 +91,11 @@ def integrate(
     check_finite("x_init", x_init)
     solver.check_dynamics(dynamics)
     grid = _check_grid(ts)
+    if solver.stochastic and grid[1] > grid[0]:
+        raise ValueError(
+            f"{solver.name} integrates the reverse SDE backwards in time; ts must be decreasing, "
+            f"got {grid[0]} -> {grid[1]} -> ..."
+        )
     xp = namespace(x_init)
     draws = solver.noise_draws
     rng = resolve_rng(rng)  # validated even when the solver draws no noise
