@@ -193,6 +193,19 @@ def test_w2_gaussian_of_a_shift_is_its_length(g, data):
     assert close(dc.w2_gaussian(g.mean + shift, g.cov, g.mean, g.cov), np.linalg.norm(shift))
 
 
+@pytest.mark.parametrize("delta", [1e-9, 1e-6, 1e-3])
+def test_w2_gaussian_resolves_tiny_distances_in_64d(delta):
+    # C2 = (1 + delta)^2 C1 commutes with C1: W2 = delta sqrt(tr C1) exactly.  The trace formula
+    # tr C1 + tr C2 - 2 tr(...) cancels to ~1e-7 absolute here and could not see delta = 1e-9;
+    # the Procrustes residual keeps a relative accuracy of ~1e-6 even there (measured ~1e-7).
+    from tests.conftest import random_gaussian
+
+    g = random_gaussian(64)
+    got = float(dc.w2_gaussian(g.mean, g.cov, g.mean, (1 + delta) ** 2 * g.cov))
+    assert got == pytest.approx(delta * math.sqrt(np.trace(g.cov)), rel=1e-5)
+    assert float(dc.w2_gaussian(g.mean, g.cov, g.mean, g.cov)) < 1e-12
+
+
 def test_w2_gaussian_known_value():
     # N(0, I) vs N(0, 4 I) in 2-D: W2^2 = 2 (2 - 1)^2
     got = dc.w2_gaussian(np.zeros(2), np.eye(2), np.zeros(2), 4 * np.eye(2))
