@@ -10,17 +10,44 @@ from diffcore._array import broadcast_time
 from diffcore._validation import check_nonnegative
 from diffcore.processes import AbstractProcess
 
-__all__ = ["AbstractDynamics", "ProbabilityFlowODE", "ReverseSDE"]
+__all__ = ["AbstractDynamics", "AbstractReverseDynamics", "ProbabilityFlowODE", "ReverseSDE"]
 
 Array = Any
 
 
 class AbstractDynamics:
-    r"""``dx = drift(x, t) dt + diffusion(t) dW``, integrated backwards from ``t = 1``.
+    r"""``dx = drift(x, t) dt + diffusion(t) dW``: what a solver integrates.
 
-    Solvers advance this equation from ``t0`` to ``t1 < t0``; they see the process (for
-    exponential integrators and posterior steps) and the score, whose every call is one
-    function evaluation (NFE).
+    Every call of :meth:`drift` is one function evaluation (NFE) of the model behind it.
+    ``stochastic`` says whether the diffusion is non-zero; ``direction`` whether the equation
+    may only be integrated backwards in ``t`` (``-1``, a reverse-time SDE), only forwards
+    (``+1``) or either way (``0``, an ODE).
+    """
+
+    def drift(self, x: Array, t: Any) -> Array:
+        """The drift ``(n, ...) -> (n, ...)`` at time ``t``."""
+        raise NotImplementedError
+
+    def diffusion(self, t: Any) -> Any:
+        """The scalar diffusion coefficient at time ``t``."""
+        raise NotImplementedError
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the diffusion is non-zero."""
+        raise NotImplementedError
+
+    @property
+    def direction(self) -> int:
+        """``-1``: backwards in ``t`` only; ``+1``: forwards only; ``0``: either way."""
+        raise NotImplementedError
+
+
+class AbstractReverseDynamics(AbstractDynamics):
+    r"""Reverse-time dynamics of a forward process, driven by its score.
+
+    Solvers that use the process itself (exponential integrators, posterior steps) require
+    this type; they see ``process`` and ``score``, whose every call is one NFE.
     """
 
     process: AbstractProcess
@@ -40,6 +67,14 @@ class AbstractDynamics:
             return 0.0
         return self.noise_scale * self.process.diffusion(t)
 
+    @property
+    def stochastic(self) -> bool:
+        return self.noise_scale != 0
+
+    @property
+    def direction(self) -> int:
+        return -1 if self.stochastic else 0
+
 
 def _check(process: Any, score: Any) -> None:
     if not isinstance(process, AbstractProcess):
@@ -49,7 +84,7 @@ def _check(process: Any, score: Any) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class ReverseSDE(AbstractDynamics):
+class ReverseSDE(AbstractReverseDynamics):
     r"""The family of reverse-time SDEs with the marginals of ``process``.
 
     .. math:: dx = \Big[f(t) x - \frac{1 + \eta^2}{2} g(t)^2 \nabla\log p_t(x)\Big] dt
@@ -72,7 +107,7 @@ class ReverseSDE(AbstractDynamics):
 
 
 @dataclass(frozen=True, eq=False)
-class ProbabilityFlowODE(AbstractDynamics):
+class ProbabilityFlowODE(AbstractReverseDynamics):
     r"""The probability-flow ODE ``dx/dt = f(t) x - g(t)^2/2 grad log p_t(x)``.
 
     Its flow carries ``p_1`` to ``p_t`` for every ``t`` (Song et al. 2021, eq. 13; Maoutsa

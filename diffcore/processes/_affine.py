@@ -6,46 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from diffcore._schedule import fd_derivative
 from diffcore._validation import check_positive
 from diffcore.processes._base import AbstractProcess
 
 __all__ = ["AffineProcess"]
-
-_NODES = (-2.0, -1.0, 0.0, 1.0, 2.0)
-
-
-def _lagrange_derivative_weights(u: Any) -> list[Any]:
-    """Weights ``w_j(u)`` with ``p'(u) = sum_j w_j f(x_j)`` for the quartic through ``_NODES``."""
-    weights = []
-    for j, xj in enumerate(_NODES):
-        denom = 1.0
-        for k, xk in enumerate(_NODES):
-            if k != j:
-                denom *= xj - xk
-        total = 0.0
-        for m in range(len(_NODES)):
-            if m == j:
-                continue
-            prod = 1.0
-            for k, xk in enumerate(_NODES):
-                if k not in (j, m):
-                    prod = prod * (u - xk)
-            total = total + prod
-        weights.append(total / denom)
-    return weights
-
-
-def _derivative(fn: Callable, t: Any, xp: Any, h: float) -> Any:
-    """Fourth-order finite-difference derivative on [0, 1] that never evaluates outside it.
-
-    The five nodes ``c + k h`` (``k = -2..2``) are centred at ``c = clip(t, 2h, 1 - 2h)`` and
-    the derivative of their interpolating quartic is taken at ``t``: a central stencil in
-    the interior, a one-sided one within ``2h`` of the ends.  Error ``O(h^4 |fn^{(5)}|)``.
-    """
-    c = xp.clip(t, 2 * h, 1 - 2 * h)
-    weights = _lagrange_derivative_weights((t - c) / h)
-    return sum(w * fn(c + k * h) for w, k in zip(weights, _NODES)) / h
-
 
 @dataclass(frozen=True)
 class AffineProcess(AbstractProcess):
@@ -102,10 +67,10 @@ class AffineProcess(AbstractProcess):
     def _d_alpha(self, t, xp):
         if self.d_alpha_fn is not None:
             return self.d_alpha_fn(t)
-        return _derivative(self.alpha_fn, t, xp, self.fd_step)
+        return fd_derivative(self.alpha_fn, t, xp, self.fd_step)
 
     def _d_sigma2(self, t, xp):
-        return _derivative(lambda u: self.sigma_fn(u) ** 2, t, xp, self.fd_step)
+        return fd_derivative(lambda u: self.sigma_fn(u) ** 2, t, xp, self.fd_step)
 
     def _d_sigma(self, t, xp):
         if self.d_sigma_fn is not None:
@@ -113,7 +78,7 @@ class AffineProcess(AbstractProcess):
         # (sigma^2)' / (2 sigma) keeps d_sigma consistent with g^2 below; FD of sigma where sigma = 0
         sigma = self.sigma_fn(t)
         safe = xp.where(sigma > 0, sigma, xp.ones_like(sigma))
-        direct = _derivative(self.sigma_fn, t, xp, self.fd_step)
+        direct = fd_derivative(self.sigma_fn, t, xp, self.fd_step)
         return xp.where(sigma > 0, self._d_sigma2(t, xp) / (2 * safe), direct)
 
     def _g2(self, t, xp):

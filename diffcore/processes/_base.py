@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import broadcast_time, is_scalar_time, namespace, normal, resolve_rng
+from diffcore._schedule import evaluate
 from diffcore._validation import check_finite, check_time
 
 __all__ = ["AbstractProcess", "Transition"]
@@ -25,16 +26,6 @@ class Transition:
     t: Any
     scale: Any
     std: Any
-
-
-def _evaluate(fn, t: Any) -> Any:
-    """Run a schedule formula ``fn(t, xp)`` on a validated time; floats stay floats."""
-    t = check_time(t)
-    # singular ends are part of the mathematics (log_snr(0) = inf, sigma'(0) = inf): no warnings
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if is_scalar_time(t):
-            return float(fn(np.float64(t), np))
-        return fn(t, namespace(t))
 
 
 class AbstractProcess(abc.ABC):
@@ -99,31 +90,31 @@ class AbstractProcess(abc.ABC):
     # -- public schedule -------------------------------------------------------------------
     def alpha(self, t: Any) -> Any:
         """Signal coefficient ``alpha(t)`` of ``x_t = alpha(t) x_0 + sigma(t) eps``."""
-        return _evaluate(self._alpha, t)
+        return evaluate(self._alpha, t)
 
     def sigma(self, t: Any) -> Any:
         """Noise coefficient ``sigma(t)``: the std of ``x_t`` given ``x_0``."""
-        return _evaluate(self._sigma, t)
+        return evaluate(self._sigma, t)
 
     def d_alpha(self, t: Any) -> Any:
         """Time derivative ``d alpha / dt``."""
-        return _evaluate(self._d_alpha, t)
+        return evaluate(self._d_alpha, t)
 
     def d_sigma(self, t: Any) -> Any:
         """Time derivative ``d sigma / dt`` (infinite where ``sigma ~ sqrt(t)`` at ``t = 0``)."""
-        return _evaluate(self._d_sigma, t)
+        return evaluate(self._d_sigma, t)
 
     def drift_coef(self, t: Any) -> Any:
         """``f(t) = d log alpha / dt``, so that ``drift(x, t) = f(t) x``."""
-        return _evaluate(self._f, t)
+        return evaluate(self._f, t)
 
     def diffusion_squared(self, t: Any) -> Any:
         """``g(t)^2 = d sigma^2 / dt - 2 f(t) sigma(t)^2``."""
-        return _evaluate(self._g2, t)
+        return evaluate(self._g2, t)
 
     def diffusion(self, t: Any) -> Any:
         """``g(t)``, the diffusion coefficient of ``dx = f(t) x dt + g(t) dW``."""
-        return _evaluate(lambda u, xp: xp.sqrt(self._g2(u, xp)), t)
+        return evaluate(lambda u, xp: xp.sqrt(self._g2(u, xp)), t)
 
     def drift(self, x: Array, t: Any) -> Array:
         """``f(t) x`` for a batch ``x`` of shape ``(n, ...)`` and ``t`` float or ``(n,)``."""
@@ -131,7 +122,7 @@ class AbstractProcess(abc.ABC):
 
     def log_snr(self, t: Any) -> Any:
         """``lambda(t) = log(alpha(t)^2 / sigma(t)^2)``, strictly decreasing in ``t``."""
-        return _evaluate(self._log_snr, t)
+        return evaluate(self._log_snr, t)
 
     def log_snr_inverse(self, lam: Any) -> Any:
         """The time ``t`` with ``log_snr(t) = lam``; ``lam`` must lie in the schedule's range."""

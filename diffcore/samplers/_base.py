@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
-from diffcore.dynamics import AbstractDynamics
+from diffcore.dynamics import AbstractDynamics, AbstractReverseDynamics
 
-__all__ = ["AbstractSolver"]
+__all__ = ["AbstractSolver", "require_reverse_dynamics"]
 
 Array = Any
 
@@ -43,11 +43,11 @@ class AbstractSolver(abc.ABC):
         return 1
 
     def check_dynamics(self, dynamics: AbstractDynamics) -> None:
-        """Raise unless this solver can integrate ``dynamics`` (ODE solvers need ``eta = 0``)."""
-        if not self.stochastic and dynamics.noise_scale != 0:
+        """Raise unless this solver can integrate ``dynamics`` (ODE solvers need zero diffusion)."""
+        if not self.stochastic and dynamics.stochastic:
             raise ValueError(
-                f"{self.name} integrates the probability-flow ODE (noise_scale 0); got "
-                f"{type(dynamics).__name__} with noise_scale {dynamics.noise_scale}"
+                f"{self.name} integrates ODEs (zero diffusion); got {type(dynamics).__name__} "
+                f"with noise_scale {getattr(dynamics, 'noise_scale', None)}: use a stochastic solver"
             )
 
     @abc.abstractmethod
@@ -62,3 +62,17 @@ class AbstractSolver(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def require_reverse_dynamics(solver: AbstractSolver, dynamics: AbstractDynamics, noise_scale: float | None) -> None:
+    """Raise unless ``dynamics`` is reverse-time dynamics of a process (with ``noise_scale``, if given)."""
+    if not isinstance(dynamics, AbstractReverseDynamics):
+        raise TypeError(
+            f"{solver.name} steps with the forward process, so it needs ReverseSDE or ProbabilityFlowODE "
+            f"dynamics; got {type(dynamics).__name__}"
+        )
+    if noise_scale is not None and dynamics.noise_scale != noise_scale:
+        raise ValueError(
+            f"{solver.name} samples the reverse SDE with noise_scale {noise_scale}; "
+            f"got noise_scale {dynamics.noise_scale}"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
 
 __all__ = ["DDIM"]
 
@@ -25,6 +25,9 @@ class DDIM(AbstractSolver):
 
     name: ClassVar[str] = "ddim"
     order: ClassVar[int] = 1
+
+    def check_dynamics(self, dynamics) -> None:
+        require_reverse_dynamics(self, dynamics, 0)
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         p = dynamics.process

@@ -69,8 +69,8 @@ def integrate(
     dynamics : a :class:`~diffcore.dynamics.AbstractDynamics` (reverse SDE or probability-flow ODE).
     x_init : array ``(n, ...)`` at ``ts[0]``; must be finite.
     ts : 1-D strictly monotone grid of times in ``[0, 1]`` (a list or any array); decreasing
-        for stochastic solvers, either way for ODE solvers (an increasing grid runs the
-        probability-flow ODE forwards, from data to noise).
+        for a reverse-time SDE, increasing for a forward SDE, either way for an ODE (an
+        increasing grid runs the probability-flow ODE forwards, from data to noise).
     solver : a name from ``diffcore.SOLVERS`` or an :class:`AbstractSolver`.
     rng : ``None``, an int seed, a ``numpy.random.Generator`` or a ``torch.Generator``; the
         noise of stochastic solvers is drawn from it in step order.
@@ -79,7 +79,8 @@ def integrate(
     Raises
     ------
     ValueError
-        for a bad grid, non-finite ``x_init`` or a solver that cannot integrate the dynamics.
+        for a bad grid (or one running against ``dynamics.direction``), non-finite ``x_init``
+        or a solver that cannot integrate the dynamics.
     FloatingPointError
         when a step produces NaN or infinity; the message gives the step and the times.
     """
@@ -91,10 +92,11 @@ def integrate(
     check_finite("x_init", x_init)
     solver.check_dynamics(dynamics)
     grid = _check_grid(ts)
-    if solver.stochastic and grid[1] > grid[0]:
+    if dynamics.direction * (grid[1] - grid[0]) < 0:
+        way = "decreasing" if dynamics.direction < 0 else "increasing"
         raise ValueError(
-            f"{solver.name} integrates the reverse SDE backwards in time; ts must be decreasing, "
-            f"got {grid[0]} -> {grid[1]} -> ..."
+            f"{type(dynamics).__name__} is integrated {'backwards' if dynamics.direction < 0 else 'forwards'} "
+            f"in time; ts must be {way}, got {grid[0]} -> {grid[1]} -> ..."
         )
     xp = namespace(x_init)
     draws = solver.noise_draws

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from diffcore._array import namespace
 from diffcore._validation import check_nonnegative
-from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
 
 __all__ = ["PredictorCorrector"]
 
@@ -45,8 +45,7 @@ class PredictorCorrector(AbstractSolver):
             raise ValueError(f"corrector_steps must be >= 0; got {self.corrector_steps}")
 
     def check_dynamics(self, dynamics) -> None:
-        if dynamics.noise_scale != 1:
-            raise ValueError(f"pc samples the reverse SDE with noise_scale 1; got noise_scale {dynamics.noise_scale}")
+        require_reverse_dynamics(self, dynamics, 1)
 
     @property
     def noise_draws(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
 
 __all__ = ["Ancestral", "EulerMaruyama"]
 
@@ -50,10 +50,7 @@ class Ancestral(AbstractSolver):
     stochastic: ClassVar[bool] = True
 
     def check_dynamics(self, dynamics) -> None:
-        if dynamics.noise_scale != 1:
-            raise ValueError(
-                f"ancestral samples the reverse SDE with noise_scale 1; got noise_scale {dynamics.noise_scale}"
-            )
+        require_reverse_dynamics(self, dynamics, 1)
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         p = dynamics.process
