@@ -1,8 +1,8 @@
 """diffcore: a verified numerics core for diffusion, score and flow models.
 
 Forward processes with exact marginals, reverse-time dynamics, samplers with declared and
-measured orders, and Wasserstein comparisons; NumPy by default, torch tensors (CPU or GPU)
-on the same code path.  ``import diffcore`` imports neither torch nor POT.
+measured orders, stochastic interpolants with exact fields, and Wasserstein comparisons;
+NumPy by default, torch tensors (CPU or GPU) on the same code path.  ``import diffcore`` imports neither torch nor POT.
 """
 
 from diffcore._parametrization import PREDICTIONS, convert, reparametrize
@@ -15,7 +15,29 @@ from diffcore.distributions import (
     exact_score,
     marginal,
 )
-from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
+from diffcore.dynamics import (
+    AbstractDynamics,
+    AbstractReverseDynamics,
+    InterpolantODE,
+    InterpolantSDE,
+    ProbabilityFlowODE,
+    ReverseSDE,
+)
+from diffcore.interpolants import (
+    AbstractInterpolant,
+    EncoderDecoderInterpolant,
+    Interpolant,
+    InterpolantFields,
+    LinearInterpolant,
+    MirrorInterpolant,
+    OneSidedInterpolant,
+    TimeReversed,
+    TrigonometricInterpolant,
+    interpolant_fields,
+    interpolant_from_process,
+    process_from_interpolant,
+    reverse_time,
+)
 from diffcore.metrics import FloorEstimate, sliced_w2, w2, w2_floor, w2_gaussian
 from diffcore.processes import (
     VESDE,
@@ -55,11 +77,14 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "AbstractDynamics",
+    "AbstractInterpolant",
     "AbstractProcess",
+    "AbstractReverseDynamics",
     "AbstractSolver",
     "AffineProcess",
     "Ancestral",
     "CosineVPSDE",
+    "EncoderDecoderInterpolant",
     "Euler",
     "EulerMaruyama",
     "ExactField",
@@ -67,20 +92,33 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "Heun",
+    "Interpolant",
+    "InterpolantFields",
+    "InterpolantODE",
+    "InterpolantSDE",
+    "LinearInterpolant",
+    "MirrorInterpolant",
+    "OneSidedInterpolant",
     "PredictorCorrector",
     "ProbabilityFlowODE",
     "ReverseSDE",
     "Solution",
     "SubVPSDE",
+    "TimeReversed",
     "Transition",
+    "TrigonometricInterpolant",
     "convert",
     "exact_denoiser",
     "exact_log_prob",
     "exact_score",
     "get_solver",
     "integrate",
+    "interpolant_fields",
+    "interpolant_from_process",
     "marginal",
+    "process_from_interpolant",
     "reparametrize",
+    "reverse_time",
     "sample",
     "sliced_w2",
     "time_grid",

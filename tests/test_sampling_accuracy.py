@@ -36,32 +36,16 @@ import numpy as np
 import pytest
 
 import diffcore as dc
-from tests.conftest import circle_mixture
+from tests.conftest import K_ROTATIONS as K
+from tests.conftest import Symmetrised, circle_mixture, symmetrise
 
 pytestmark = pytest.mark.slow
 
-N, K = 4000, 8  # points, rotations (P1 has 8 components)
+N = 4000  # points; K rotations (P1 has 8 components)
 T_MIN = 1e-3
 PROCESS, DATA = dc.VPSDE(), circle_mixture()
 TARGET = dc.marginal(PROCESS, DATA, T_MIN)
-_ANGLES = 2 * np.pi * np.arange(K) / K
-ROTATIONS = np.stack([np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) for a in _ANGLES])
 RATIO = 1.3
-
-
-def symmetrise(x: np.ndarray) -> np.ndarray:
-    """``x (m, 2)`` and its rotations by multiples of 2 pi / 8: shape ``(8 m, 2)``."""
-    return np.concatenate([x @ r.T for r in ROTATIONS])
-
-
-class Symmetrised:
-    """A law whose ``sample(n)`` is ``n / 8`` draws of ``law`` with their 8 rotations."""
-
-    def __init__(self, law) -> None:
-        self.law = law
-
-    def sample(self, n: int, rng=None) -> np.ndarray:
-        return symmetrise(self.law.sample(n // K, rng))
 
 
 @pytest.fixture(scope="module")

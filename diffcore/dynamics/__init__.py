@@ -1,5 +1,13 @@
-"""Reverse-time dynamics: the reverse SDE family and the probability-flow ODE."""
+"""Dynamics to integrate: the reverse SDE family and probability-flow ODE of a process, and the interpolant ODE/SDEs."""
 
+from diffcore.dynamics._interpolant import InterpolantODE, InterpolantSDE
 from diffcore.dynamics._reverse import AbstractDynamics, AbstractReverseDynamics, ProbabilityFlowODE, ReverseSDE
 
-__all__ = ["AbstractDynamics", "AbstractReverseDynamics", "ProbabilityFlowODE", "ReverseSDE"]
+__all__ = [
+    "AbstractDynamics",
+    "AbstractReverseDynamics",
+    "InterpolantODE",
+    "InterpolantSDE",
+    "ProbabilityFlowODE",
+    "ReverseSDE",
+]

@@ -1,0 +1,79 @@
+"""Torch plumbing shared by the training modules: generators, tensors, times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["as_tensor", "check_finite_tensor", "generator", "uniform_times"]
+
+
+def generator(rng: Any = None, device: Any = "cpu") -> torch.Generator:
+    """Turn the ``rng`` keyword into a ``torch.Generator`` on ``device``.
+
+    ``None`` seeds from OS entropy, an ``int`` is the seed, a ``numpy.random.Generator``
+    gives a seed drawn from it, and a ``torch.Generator`` is returned unchanged.
+    """
+    if isinstance(rng, torch.Generator):
+        return rng
+    if rng is None:
+        seed = int(np.random.default_rng().integers(2**62))
+    elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        seed = int(rng)
+    elif isinstance(rng, np.random.Generator):
+        seed = int(rng.integers(2**62))
+    else:
+        raise TypeError(
+            "rng must be None, an int seed, a numpy.random.Generator or a torch.Generator; "
+            f"got {type(rng).__name__}"
+        )
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def as_tensor(name: str, x: Any, *, dtype: Any = None, device: Any = None) -> torch.Tensor:
+    """``x`` (a NumPy array or a tensor, shape ``(n, ...)``) as a floating tensor."""
+    if isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a NumPy array or a torch tensor of shape (n, ...); got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (n, ...) with n >= 1; got {tuple(x.shape)}")
+    return x.to(dtype=dtype or x.dtype, device=device or x.device)
+
+
+def check_finite_tensor(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Raise ``ValueError`` naming the rule and the first bad row when ``x`` has NaN or infinity."""
+    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if not bool(finite.all()):
+        row = int(torch.nonzero(~finite)[0, 0])
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity (first in row {row})")
+    return x
+
+
+def uniform_times(n: int, t_min: float, t_max: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """``n`` times uniform on ``[t_min, t_max]`` in float64 on ``like``'s device (``t_min = t_max``: fixed).
+
+    Float64 keeps ``t`` away from the exact ends of ``(0, 1)``, where interpolant fields divide
+    by ``gamma(t) = 0``; a float32 draw would round ``1 - 1e-9`` to ``1``.
+    """
+    u = torch.rand(n, generator=gen, dtype=torch.float64, device=gen.device).to(like.device)
+    return t_min + (t_max - t_min) * u
+
+
+def check_time_range(t_min: Any, t_max: Any, *, open_ends: bool) -> tuple[float, float]:
+    """``0 <= t_min <= t_max <= 1`` (``t_min = t_max`` means a fixed time)."""
+    for name, v in (("t_min", t_min), ("t_max", t_max)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name} must be a real number; got {type(v).__name__}")
+    t_min, t_max = float(t_min), float(t_max)
+    if not 0.0 <= t_min <= t_max <= 1.0:
+        raise ValueError(f"times must satisfy 0 <= t_min <= t_max <= 1; got t_min={t_min}, t_max={t_max}")
+    if open_ends and t_min == t_max and t_min in (0.0, 1.0):
+        raise ValueError(f"a fixed time must lie strictly inside (0, 1), where the fields are defined; got {t_min}")
+    return t_min, t_max
