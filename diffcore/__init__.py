@@ -33,12 +33,14 @@ from diffcore.interpolants import (
     OneSidedInterpolant,
     TimeReversed,
     TrigonometricInterpolant,
+    independent_coupling,
     interpolant_fields,
     interpolant_from_process,
+    minibatch_ot_coupling,
     process_from_interpolant,
     reverse_time,
 )
-from diffcore.metrics import FloorEstimate, sliced_w2, w2, w2_floor, w2_gaussian
+from diffcore.metrics import FloorEstimate, PathStraightness, path_straightness, sliced_w2, w2, w2_floor, w2_gaussian
 from diffcore.processes import (
     VESDE,
     VPSDE,
@@ -99,6 +101,7 @@ __all__ = [
     "LinearInterpolant",
     "MirrorInterpolant",
     "OneSidedInterpolant",
+    "PathStraightness",
     "PredictorCorrector",
     "ProbabilityFlowODE",
     "ReverseSDE",
@@ -112,10 +115,13 @@ __all__ = [
     "exact_log_prob",
     "exact_score",
     "get_solver",
+    "independent_coupling",
     "integrate",
     "interpolant_fields",
     "interpolant_from_process",
     "marginal",
+    "minibatch_ot_coupling",
+    "path_straightness",
     "process_from_interpolant",
     "reparametrize",
     "reverse_time",

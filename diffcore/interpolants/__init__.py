@@ -15,6 +15,7 @@ from diffcore.interpolants._convert import (
     process_from_interpolant,
     reverse_time,
 )
+from diffcore.interpolants._couplings import independent_coupling, minibatch_ot_coupling
 from diffcore.interpolants._fields import InterpolantFields, interpolant_fields
 
 __all__ = [
@@ -27,8 +28,10 @@ __all__ = [
     "OneSidedInterpolant",
     "TimeReversed",
     "TrigonometricInterpolant",
+    "independent_coupling",
     "interpolant_fields",
     "interpolant_from_process",
+    "minibatch_ot_coupling",
     "process_from_interpolant",
     "reverse_time",
 ]
