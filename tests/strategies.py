@@ -93,3 +93,42 @@ def skewed_mixture_2d() -> dc.GaussianMixture:
     spec = ((0.3, (0.5, 0.1)), (1.2, (0.3, 0.05)), (2.0, (0.8, 0.2)))
     covs = np.stack([rot(a) @ np.diag(lam) @ rot(a).T for a, lam in spec])
     return dc.GaussianMixture([0.3, 0.5, 0.2], [[-1.5, 0.5], [1.0, 1.0], [0.5, -1.5]], covs)
+
+
+#: the built-in interpolant kinds that ``interpolants()`` draws from
+INTERPOLANT_KINDS = (
+    "linear",
+    "trigonometric",
+    "encoder-decoder",
+    "one-sided-linear",
+    "one-sided-trigonometric",
+    "mirror",
+)
+
+
+@st.composite
+def interpolants(draw) -> dc.AbstractInterpolant:
+    """Every built-in interpolant kind; ``gamma_scale`` in [0, 4] where it has one (> 0 for the mirror)."""
+    kind = draw(st.sampled_from(INTERPOLANT_KINDS))
+    if kind == "encoder-decoder":
+        return dc.EncoderDecoderInterpolant()
+    if kind.startswith("one-sided-"):
+        return dc.OneSidedInterpolant(kind.removeprefix("one-sided-"))
+    if kind == "mirror":
+        return dc.MirrorInterpolant(draw(st.floats(1e-3, 4.0)))
+    cls = dc.LinearInterpolant if kind == "linear" else dc.TrigonometricInterpolant
+    return cls(draw(st.one_of(st.just(0.0), st.floats(0.0, 4.0))))
+
+
+@st.composite
+def bridging_processes(draw) -> tuple[dc.AbstractProcess, float]:
+    """A process whose reversed path is an interpolant, with the ``atol`` its ends need.
+
+    The cosine schedule with ``end = 1`` has ``alpha(1) = 0`` and ``sigma(1) = 1`` (to rounding);
+    a linear-beta VP schedule stops at ``alpha(1) = exp(-beta_max/4 - beta_min/2) > 0``.
+    """
+    if draw(st.booleans()):
+        return dc.CosineVPSDE(s=draw(st.floats(1e-3, 0.05)), end=1.0), 1e-12
+    bmin = draw(st.floats(0.01, 1.0))
+    p = dc.VPSDE(bmin, draw(st.floats(10.0, 30.0)))
+    return p, 2.0 * max(p.alpha(1.0), 1.0 - p.sigma(1.0))

@@ -456,7 +456,7 @@ SAMPLER_CASES = [
         "ode-solver-on-sde",
         lambda: _integrate(dynamics=dc.ReverseSDE(VP, SCORE)),
         ValueError,
-        r"euler integrates ODEs \(zero diffusion\); got ReverseSDE with noise_scale 1.0",
+        r"euler integrates ODEs \(zero diffusion\); got ReverseSDE, whose diffusion is non-zero \(noise_scale 1.0\)",
     ),
     _case(
         "ancestral-on-ode",

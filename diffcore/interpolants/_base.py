@@ -150,6 +150,8 @@ class _SqrtGamma:
         return xp.sqrt(self.gamma_scale * t * (1 - t))
 
     def _d_gamma(self, t, xp):
+        if self.gamma_scale == 0:  # gamma = 0: not 0 / 0
+            return xp.zeros_like(t)
         return 0.5 * self.gamma_scale * (1 - 2 * t) / self._gamma(t, xp)
 
     def _gamma_d_gamma(self, t, xp):
@@ -192,7 +194,8 @@ class TrigonometricInterpolant(_SqrtGamma, AbstractInterpolant):
         check_nonnegative("gamma_scale", self.gamma_scale)
 
     def _coef0(self, t, xp):
-        return xp.cos(0.5 * math.pi * t)
+        # cos(pi t / 2) as sin(pi (1 - t) / 2): exactly 0 at t = 1, where cos(pi / 2) = 6e-17
+        return xp.sin(0.5 * math.pi * (1 - t))
 
     def _coef1(self, t, xp):
         return xp.sin(0.5 * math.pi * t)
@@ -220,7 +223,8 @@ class EncoderDecoderInterpolant(AbstractInterpolant):
         return xp.where(t > 0.5, xp.cos(math.pi * t) ** 2, xp.zeros_like(t))
 
     def _gamma(self, t, xp):
-        return xp.sin(math.pi * t) ** 2
+        # sin^2(pi t) = sin^2(pi min(t, 1 - t)): exactly 0 at t = 1, where sin(pi)^2 = 1.5e-32
+        return xp.sin(math.pi * xp.minimum(t, 1 - t)) ** 2
 
     def _d_coef0(self, t, xp):
         return xp.where(t < 0.5, -math.pi * xp.sin(2 * math.pi * t), xp.zeros_like(t))
@@ -253,7 +257,7 @@ class OneSidedInterpolant(AbstractInterpolant):
         check_choice("kind", self.kind, _ONE_SIDED)
 
     def _coef0(self, t, xp):
-        return 1 - t if self.kind == "linear" else xp.cos(0.5 * math.pi * t)
+        return 1 - t if self.kind == "linear" else xp.sin(0.5 * math.pi * (1 - t))  # exactly 0 at t = 1
 
     def _coef1(self, t, xp):
         return t if self.kind == "linear" else xp.sin(0.5 * math.pi * t)

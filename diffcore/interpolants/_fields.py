@@ -80,7 +80,8 @@ class InterpolantFields:
         w1, mu1, c1 = (_host(a) for a in (m1.weights, m1.means, m1.covs))
         if self.interpolant.coupling == "identical":
             same = w0.shape == w1.shape and mu0.shape == mu1.shape
-            if not (same and np.allclose(w0, w1) and np.allclose(mu0, mu1) and np.allclose(c0, c1)):
+            tol = {"rtol": 1e-12, "atol": 1e-12}
+            if not (same and all(np.allclose(a, b, **tol) for a, b in ((w0, w1), (mu0, mu1), (c0, c1)))):
                 raise ValueError(f"{type(self.interpolant).__name__} needs rho0 and rho1 to be the same law")
             sources = _Sources(np.log(w0), (mu0,), (c0,))
         else:

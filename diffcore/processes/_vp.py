@@ -147,16 +147,22 @@ class CosineVPSDE(AbstractProcess):
     def _theta(self, t, xp):
         return self._theta0 + self._dtheta * t
 
+    def _phi(self, t, xp):
+        # the complement pi/2 - theta = (pi/2) (1 - end t) / (1 + s), formed without cancellation
+        return (0.5 * math.pi / (1 + self.s)) * (1 - self.end * t)
+
     def _alpha(self, t, xp):
-        # cos(theta) = sin(pi/2 - theta) = sin((pi/2) (1 - end t) / (1 + s)): exactly 0 at t = end = 1
-        # and accurate near it, where cos(theta) would carry an absolute error ~6e-17
-        return xp.sin((0.5 * math.pi / (1 + self.s)) * (1 - self.end * t)) / math.cos(self._theta0)
+        # cos(theta) = sin(phi): exactly 0 at t = end = 1 and accurate near it, where cos(theta)
+        # would carry an absolute error ~6e-17
+        return xp.sin(self._phi(t, xp)) / math.cos(self._theta0)
 
     def _d_alpha(self, t, xp):
-        return -self._dtheta * xp.sin(self._theta(t, xp)) / math.cos(self._theta0)
+        return -self._dtheta * xp.cos(self._phi(t, xp)) / math.cos(self._theta0)
 
     def _f(self, t, xp):
-        return -self._dtheta * xp.tan(self._theta(t, xp))
+        # -theta' tan(theta) = -theta' cos(phi) / sin(phi): -inf exactly at t = end = 1
+        phi = self._phi(t, xp)
+        return -self._dtheta * xp.cos(phi) / xp.sin(phi)
 
     def _sigma2(self, t, xp):
         # 1 - alpha^2 = sin(theta - theta0) sin(theta + theta0) / cos^2 theta0, free of cancellation

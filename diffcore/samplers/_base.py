@@ -46,8 +46,8 @@ class AbstractSolver(abc.ABC):
         """Raise unless this solver can integrate ``dynamics`` (ODE solvers need zero diffusion)."""
         if not self.stochastic and dynamics.stochastic:
             raise ValueError(
-                f"{self.name} integrates ODEs (zero diffusion); got {type(dynamics).__name__} "
-                f"with noise_scale {getattr(dynamics, 'noise_scale', None)}: use a stochastic solver"
+                f"{self.name} integrates ODEs (zero diffusion); got {type(dynamics).__name__}, whose diffusion "
+                f"is non-zero ({_noise_of(dynamics)}): use a stochastic solver"
             )
 
     @abc.abstractmethod
@@ -76,3 +76,9 @@ def require_reverse_dynamics(solver: AbstractSolver, dynamics: AbstractDynamics,
             f"{solver.name} samples the reverse SDE with noise_scale {noise_scale}; "
             f"got noise_scale {dynamics.noise_scale}"
         )
+
+
+def _noise_of(dynamics: AbstractDynamics) -> str:
+    if isinstance(dynamics, AbstractReverseDynamics):
+        return f"noise_scale {dynamics.noise_scale}"
+    return f"diffusion(t) = {dynamics.diffusion(0.5)} at t = 0.5"
