@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -24,8 +25,9 @@ class MLPField(torch.nn.Module):
     ``max_frequency`` (the sinusoidal embedding of Vaswani et al. 2017, used for time by Ho et
     al. 2020, app. B, and as random Fourier features by Tancik et al. 2020), ``L = depth`` hidden
     layers of ``width`` units and the SiLU activation (Elfwing et al. 2018).  The defaults
-    (``width=128``, ``depth=3``) have about 38k parameters for ``d = 2``; ``width=32, depth=2``
-    about 2k.  ``x`` of shape ``(n, ...)`` is flattened to ``(n, D)`` and the output reshaped back.
+    (``width=128``, ``depth=3``) have 37,762 parameters for ``d = 2`` and ``width=32, depth=2``
+    2,242 (``sum (fan_in + 1) fan_out`` over the layers).  ``x`` of shape ``(n, ...)`` is
+    flattened to ``(n, D)`` and the output reshaped back.
 
     Parameters
     ----------
@@ -51,7 +53,7 @@ class MLPField(torch.nn.Module):
     >>> import numpy as np
     >>> model = MLPField(2, width=32, depth=2, rng=0)
     >>> model(np.zeros((5, 2)), 0.5).shape, model.n_parameters
-    ((5, 2), 2274)
+    ((5, 2), 2242)
     """
 
     def __init__(
@@ -76,7 +78,7 @@ class MLPField(torch.nn.Module):
         self.register_buffer("frequencies", omega.to(dtype))
         sizes = [self.dim + 2 * n_frequencies] + [width] * depth + [self.dim]
         self.layers = torch.nn.ModuleList(
-            torch.nn.utils.skip_init(torch.nn.Linear, m, k, dtype=dtype) for m, k in zip(sizes[:-1], sizes[1:])
+            torch.nn.utils.skip_init(torch.nn.Linear, m, k, dtype=dtype) for m, k in itertools.pairwise(sizes)
         )
         gen = generator(rng)
         with torch.no_grad():

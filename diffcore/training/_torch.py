@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "check_finite_tensor", "generator", "uniform_times"]
+__all__ = ["as_tensor", "check_finite_tensor", "check_time_range", "generator", "uniform_times"]
 
 
 def generator(rng: Any = None, device: Any = "cpu") -> torch.Generator:
@@ -26,8 +26,7 @@ def generator(rng: Any = None, device: Any = "cpu") -> torch.Generator:
         seed = int(rng.integers(2**62))
     else:
         raise TypeError(
-            "rng must be None, an int seed, a numpy.random.Generator or a torch.Generator; "
-            f"got {type(rng).__name__}"
+            f"rng must be None, an int seed, a numpy.random.Generator or a torch.Generator; got {type(rng).__name__}"
         )
     return torch.Generator(device=device).manual_seed(seed)
 

@@ -1,0 +1,41 @@
+"""Learning scores, denoisers and velocities with torch: small nets, losses, ``fit`` and ``field_error``.
+
+This subpackage needs torch (``pip install diffcore[torch]``) and is not imported by
+``import diffcore``; use ``from diffcore.training import MLPField, dsm_loss, fit, field_error``.
+Every loss is a function ``loss(model, batch, process_or_interpolant, rng=None, ...)`` returning
+a 0-d tensor whose minimiser is an exact field of :mod:`diffcore`; :func:`field_error` measures
+how far a learned field is from that exact field.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as err:  # pragma: no cover - torch is part of the dev install
+    raise ImportError("diffcore.training needs torch; install it with `pip install diffcore[torch]`") from err
+
+from diffcore.training._error import FieldError, field_error
+from diffcore.training._fit import FitResult, fit
+from diffcore.training._interpolant_losses import (
+    flow_matching_loss,
+    interpolant_denoiser_loss,
+    interpolant_score_loss,
+    interpolant_velocity_loss,
+)
+from diffcore.training._losses import WEIGHTINGS, denoising_loss, dsm_loss
+from diffcore.training._net import MLPField
+
+__all__ = [
+    "WEIGHTINGS",
+    "FieldError",
+    "FitResult",
+    "MLPField",
+    "denoising_loss",
+    "dsm_loss",
+    "field_error",
+    "fit",
+    "flow_matching_loss",
+    "interpolant_denoiser_loss",
+    "interpolant_score_loss",
+    "interpolant_velocity_loss",
+]
