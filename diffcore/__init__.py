@@ -132,3 +132,12 @@ __all__ = [
     "w2_floor",
     "w2_gaussian",
 ]
+
+
+def __getattr__(name: str):
+    """``diffcore.training`` (torch only) is imported on first access, never by ``import diffcore``."""
+    if name == "training":
+        import importlib
+
+        return importlib.import_module("diffcore.training")
+    raise AttributeError(f"module 'diffcore' has no attribute {name!r}")
