@@ -195,7 +195,7 @@ def gaussian_law_table(problem: Problem) -> Table:
             "ODE rows: probability-flow ODE; SDE rows: reverse SDE (eta = 1). pc is not affine (its Langevin step "
             "size depends on batch norms) and is measured by the Gaussian-fit table below.",
             "columns: NFE budget; 400 and 800 are extra budgets for the order fit only.",
-            f"resolution: w2_gaussian(exact law, itself) = {self_distance:.1e} (cancellation in the trace formula); "
+            f"resolution: w2_gaussian(exact law, itself) = {self_distance:.1e}; "
             f"values below 10x that ({resolution:.0e}) are shown as '<res' and left out of the fit.",
             "order: declared (pathwise for ODE, weak for SDE) vs fitted as in the pathwise tables.",
         ],
