@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import is_scalar_time, namespace
+from diffcore._array import as_array, is_scalar_time, namespace
 
 __all__ = [
     "check_choice",
@@ -18,6 +18,7 @@ __all__ = [
     "check_positive",
     "check_steps",
     "check_time",
+    "check_time_for",
 ]
 
 
@@ -103,3 +104,13 @@ def check_points(x: Any, dim: int, name: str = "x") -> Any:
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
     return x
+
+
+def check_time_for(t: Any, x: Any) -> Any:
+    """A time for the batch ``x (n, ...)``: a float in [0, 1], or an ``(n,)`` array converted to ``x``'s type."""
+    t = check_time(t)
+    if is_scalar_time(t):
+        return t
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(f"t must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
+    return as_array(t, x)

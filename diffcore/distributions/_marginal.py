@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from diffcore._array import as_array, is_scalar_time
-from diffcore._validation import check_choice, check_points, check_time
+from diffcore._array import is_scalar_time
+from diffcore._validation import check_choice, check_points, check_time, check_time_for
 from diffcore.distributions._components import component_terms, logsumexp, softmax
 from diffcore.distributions._mixture import Gaussian, GaussianMixture
 from diffcore.processes import AbstractProcess
@@ -72,11 +72,7 @@ class ExactField:
     def __call__(self, x: Array, t: Any) -> Array:
         mixture = _check(self.process, self.data)
         check_points(x, mixture.dim)
-        t = check_time(t)
-        if not is_scalar_time(t):
-            if t.ndim != 1 or t.shape[0] != x.shape[0]:
-                raise ValueError(f"t must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
-            t = as_array(t, x)
+        t = check_time_for(t, x)
         a, s = self.process.alpha(t), self.process.sigma(t)
         comps = mixture._components.like(x)
         log_joint, proj, var = component_terms(x, comps, a, s**2)

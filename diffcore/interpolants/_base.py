@@ -158,18 +158,8 @@ class _SqrtGamma:
         return 0.5 * self.gamma_scale * (1 - 2 * t)
 
 
-@dataclass(frozen=True)
-class LinearInterpolant(_SqrtGamma, AbstractInterpolant):
-    r"""``x_t = (1 - t) x_0 + t x_1 + sqrt(a t (1 - t)) z`` (Albergo et al. 2023, eq. 4.1).
-
-    ``gamma_scale = a >= 0``; with ``a = 0`` it is the deterministic linear interpolant of
-    rectified flow (Liu et al. 2023) between any two densities.
-    """
-
-    gamma_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_nonnegative("gamma_scale", self.gamma_scale)
+class _LinearCoefficients:
+    """``c_0 = 1 - t``, ``c_1 = t``."""
 
     def _coef0(self, t, xp):
         return 1 - t
@@ -182,6 +172,20 @@ class LinearInterpolant(_SqrtGamma, AbstractInterpolant):
 
     def _d_coef1(self, t, xp):
         return xp.ones_like(t)
+
+
+@dataclass(frozen=True)
+class LinearInterpolant(_LinearCoefficients, _SqrtGamma, AbstractInterpolant):
+    r"""``x_t = (1 - t) x_0 + t x_1 + sqrt(a t (1 - t)) z`` (Albergo et al. 2023, eq. 4.1).
+
+    ``gamma_scale = a >= 0``; with ``a = 0`` it is the deterministic linear interpolant of
+    rectified flow (Liu et al. 2023) between any two densities.
+    """
+
+    gamma_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_nonnegative("gamma_scale", self.gamma_scale)
 
 
 @dataclass(frozen=True)
@@ -280,7 +284,7 @@ class OneSidedInterpolant(AbstractInterpolant):
 
 
 @dataclass(frozen=True)
-class MirrorInterpolant(_SqrtGamma, AbstractInterpolant):
+class MirrorInterpolant(_LinearCoefficients, _SqrtGamma, AbstractInterpolant):
     r"""The mirror interpolant ``x_t = x + sqrt(a t (1 - t)) z``, ``x_0 = x_1 = x`` (Albergo et al. 2023, sec. 4.2).
 
     Both ends are the same law and the same sample (``coupling = "identical"``); the
@@ -293,18 +297,6 @@ class MirrorInterpolant(_SqrtGamma, AbstractInterpolant):
 
     def __post_init__(self) -> None:
         check_positive("gamma_scale", self.gamma_scale)
-
-    def _coef0(self, t, xp):
-        return 1 - t
-
-    def _coef1(self, t, xp):
-        return t
-
-    def _d_coef0(self, t, xp):
-        return -xp.ones_like(t)
-
-    def _d_coef1(self, t, xp):
-        return xp.ones_like(t)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, device_of, is_scalar_time, namespace
-from diffcore._validation import check_points, check_time
+from diffcore._validation import check_points, check_time, check_time_for
 from diffcore.distributions import Gaussian, GaussianMixture
 from diffcore.distributions._components import logsumexp, softmax
 from diffcore.interpolants._base import AbstractInterpolant
@@ -119,11 +119,7 @@ class InterpolantFields:
 
     def _terms(self, x: Array, t: Any) -> dict[str, Any]:
         check_points(x, self.dim)
-        t = check_time(t)
-        if not is_scalar_time(t):
-            if t.ndim != 1 or t.shape[0] != x.shape[0]:
-                raise ValueError(f"t must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
-            t = as_array(t, x)
+        t = check_time_for(t, x)
         src = self._like(x)
         coefs, d_coefs, gamma, gdg = self._coefficients(t)
         vec, mat = _shaper(t)  # (n, 1, 1) for per-sample coefficients, floats otherwise
