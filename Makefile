@@ -2,6 +2,7 @@
 #
 #   make book    build the Jupyter Book into _build/html and check it (the main job)
 #   make test    run the test suite (pytest, 2 xdist workers, hypothesis "ci" profile)
+#   make screenshots  render the built pages in headless Chromium and check math and figures
 #   make lint    ruff check
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
 #   make venv    only set up .venv
@@ -41,7 +42,7 @@ endif
 # One BLAS/OpenMP thread per process: the test workers already fill both cores.
 SINGLE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all venv test book lint bench clean
+.PHONY: all venv test book screenshots lint bench clean
 
 all: lint test book
 
@@ -55,7 +56,17 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(SINGLE_THREAD) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
-book: $(STAMP)
+# MathJax 3 is served with the book (from npm, into the git-ignored book/_static/mathjax), so the
+# HTML renders its mathematics offline: in a classroom without network and in the headless check.
+MATHJAX := book/_static/mathjax/tex-chtml.js
+
+$(MATHJAX):
+	npm install --no-save --no-audit --no-fund --prefix $(BUILD_DIR)/npm mathjax@3
+	mkdir -p book/_static
+	rm -rf book/_static/mathjax
+	cp -r $(BUILD_DIR)/npm/node_modules/mathjax/es5 book/_static/mathjax
+
+book: $(STAMP) $(MATHJAX)
 	@# Build matplotlib's font cache now, so that its first-run notice never lands in a cell's stderr.
 	$(BIN)/python -c "import matplotlib.font_manager"
 ifneq ($(BOOK_EXECUTE),cache)
@@ -66,6 +77,11 @@ endif
 	$(BIN)/jupyter-book build . --config $(BOOK_CONFIG) -W -n --keep-going
 	$(BIN)/python book/_scripts/check_html.py --toc _toc.yml --html $(BUILD_DIR)/html
 
+# Headless-Chromium check of the built pages (needs Debian's chromium): rendered mathematics and
+# figures on every page, screenshots in _build/screenshots.
+screenshots: $(STAMP)
+	$(BIN)/python book/_scripts/screenshot.py --html $(BUILD_DIR)/html --out $(BUILD_DIR)/screenshots
+
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 
@@ -73,5 +89,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BUILD_DIR) .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
+	rm -rf $(VENV) $(BUILD_DIR) book/_static/mathjax .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
