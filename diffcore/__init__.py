@@ -18,6 +18,7 @@ from diffcore.distributions import (
 from diffcore.dynamics import (
     AbstractDynamics,
     AbstractReverseDynamics,
+    ForwardSDE,
     InterpolantODE,
     InterpolantSDE,
     ProbabilityFlowODE,
@@ -91,6 +92,7 @@ __all__ = [
     "EulerMaruyama",
     "ExactField",
     "FloorEstimate",
+    "ForwardSDE",
     "Gaussian",
     "GaussianMixture",
     "Heun",

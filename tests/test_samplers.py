@@ -515,3 +515,32 @@ def test_sample_on_backends_agrees_with_numpy(backend, method):
     backend.check_like(out.x)
     got = backend.to_numpy(out.x)
     np.testing.assert_allclose(got, ref.x, rtol=0, atol=backend.rtol * np.max(np.abs(ref.x)))
+
+
+# -- the forward SDE -------------------------------------------------------------------------------
+
+
+def test_forward_sde_noises_the_data_into_the_exact_marginal(process):
+    # Euler-Maruyama on dx = f x dt + g dW from the data law at t = 0 (a 2-D Gaussian): the exact
+    # output law (propagate_gaussian_law) approaches marginal(process, data, 0.9) at first order:
+    # the W2 error must fall by ~2 per doubling of the steps (allowed 1.6-2.4)
+    from diffcore.testing import propagate_gaussian_law
+
+    # (the law at t = 0 is marginal(..., 0.0): the data itself, or the data convolved with
+    # N(0, sigma_min^2) for the song2021 VE variant)
+    start, target = dc.marginal(process, GAUSS2, 0.0), dc.marginal(process, GAUSS2, 0.9)
+    errors = []
+    for steps in (200, 400, 800):
+        mean, cov = propagate_gaussian_law(
+            dc.ForwardSDE(process), "euler_maruyama", start.mean, start.cov, np.linspace(0.0, 0.9, steps + 1)
+        )
+        errors.append(float(dc.w2_gaussian(mean, cov, target.mean, target.cov)))
+    ratios = np.asarray(errors[:-1]) / np.asarray(errors[1:])
+    assert np.all((ratios > 1.6) & (ratios < 2.4)), (errors, ratios)
+
+
+def test_forward_sde_runs_forwards_only():
+    with pytest.raises(ValueError, match="must be increasing"):
+        dc.integrate(dc.ForwardSDE(PROC), _x(), dc.time_grid(PROC, 3), "euler_maruyama", rng=0)
+    with pytest.raises(TypeError, match="AbstractProcess"):
+        dc.ForwardSDE("vp")

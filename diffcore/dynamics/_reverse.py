@@ -10,7 +10,7 @@ from diffcore._array import broadcast_time
 from diffcore._validation import check_nonnegative
 from diffcore.processes import AbstractProcess
 
-__all__ = ["AbstractDynamics", "AbstractReverseDynamics", "ProbabilityFlowODE", "ReverseSDE"]
+__all__ = ["AbstractDynamics", "AbstractReverseDynamics", "ForwardSDE", "ProbabilityFlowODE", "ReverseSDE"]
 
 Array = Any
 
@@ -121,3 +121,35 @@ class ProbabilityFlowODE(AbstractReverseDynamics):
 
     def __post_init__(self) -> None:
         _check(self.process, self.score)
+
+
+@dataclass(frozen=True, eq=False)
+class ForwardSDE(AbstractDynamics):
+    r"""The forward SDE ``dx = f(t) x dt + g(t) dW`` of ``process``, integrated forwards in time.
+
+    Started from the data at ``t = 0`` its marginals are ``marginal(process, data, t)``
+    (Song et al. 2021, eq. 5); with :func:`~diffcore.integrate` and ``euler_maruyama`` on an
+    increasing grid it simulates the noising process, e.g. to check the exact transition laws.
+    """
+
+    process: AbstractProcess
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.process, AbstractProcess):
+            raise TypeError(f"process must be an AbstractProcess; got {type(self.process).__name__}")
+
+    def drift(self, x: Array, t: Any) -> Array:
+        """``f(t) x`` (no model evaluation)."""
+        return self.process.drift(x, t)
+
+    def diffusion(self, t: Any) -> Any:
+        """``g(t)``."""
+        return self.process.diffusion(t)
+
+    @property
+    def stochastic(self) -> bool:
+        return True
+
+    @property
+    def direction(self) -> int:
+        return 1
