@@ -140,7 +140,7 @@ def test_sample_moments(law):
     x = law.sample(n, rng=np.random.default_rng(5))
     assert x.shape == (n, 2)
     if isinstance(law, dc.GaussianMixture):
-        mean, cov = law.mean(), law.cov()
+        mean, cov = law.mean, law.cov
     else:
         mean, cov = law.mean, law.cov
     assert np.all(np.abs(x.mean(0) - mean) <= k * np.sqrt(np.diag(cov) / n))
@@ -155,8 +155,8 @@ def test_mixture_mean_and_cov_are_the_moment_formulas():
     w, m, c = params(gm)
     mean = w @ m
     cov = sum(wk * (ck + np.outer(mk - mean, mk - mean)) for wk, mk, ck in zip(w, m, c))
-    np.testing.assert_allclose(gm.mean(), mean, rtol=1e-14)
-    np.testing.assert_allclose(gm.cov(), cov, rtol=1e-13)
+    np.testing.assert_allclose(gm.mean, mean, rtol=1e-14)
+    np.testing.assert_allclose(gm.cov, cov, rtol=1e-13)
 
 
 # -- exact laws under a process ----------------------------------------------------------------

@@ -276,7 +276,7 @@ def field_z_scores(fields, x_t, x_dot, z, t, *, velocity=None, denoiser=None, sc
 
 def moment_z_scores(x_t: np.ndarray, law: dc.GaussianMixture) -> float:
     """Largest z-score of the sample mean and covariance of ``x_t`` against ``law``'s."""
-    mean, cov = np.asarray(law.mean()), np.asarray(law.cov())
+    mean, cov = np.asarray(law.mean), np.asarray(law.cov)
     centred = x_t - mean  # with the exact mean, E[c_i c_j] = cov_ij; standard error from the sample
     products = (centred[:, :, None] * centred[:, None, :]).reshape(len(x_t), -1) - cov.reshape(-1)
     return float(max(_z_scores(centred).max(), _z_scores(products).max()))

@@ -76,15 +76,17 @@ class GaussianMixture:
         """Number of components ``K``."""
         return int(self.means.shape[0])
 
+    @property
     def mean(self) -> Array:
-        """Mixture mean ``sum_k w_k m_k``, shape ``(d,)``."""
+        """Mixture mean ``sum_k w_k m_k``, shape ``(d,)`` (an attribute, as for :class:`Gaussian`)."""
         xp = namespace(self.means)
         return xp.sum(self.weights[:, None] * self.means, axis=0)
 
+    @property
     def cov(self) -> Array:
         """Mixture covariance ``sum_k w_k (C_k + m_k m_k^T) - m m^T``, shape ``(d, d)``."""
         xp = namespace(self.means)
-        m = self.mean()
+        m = self.mean
         outer = self.means[:, :, None] * self.means[:, None, :]
         second = xp.sum(self.weights[:, None, None] * (self.covs + outer), axis=0)
         return second - m[:, None] * m[None, :]
