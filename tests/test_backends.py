@@ -87,7 +87,7 @@ def assert_scalar_agrees(backend, out, ref: float, *, rtol: float | None = None)
 
 
 def _torch_generator(seed: int):
-    torch = pytest.importorskip("torch")
+    import torch
     return torch.Generator().manual_seed(seed)
 
 
@@ -159,7 +159,7 @@ def test_prior_keeps_backend(backend, any_process, rng_kind):
 
 def test_prior_from_a_torch_generator_alone():
     """Without ``like``, a torch generator gives a torch tensor on its device, in torch's default dtype."""
-    torch = pytest.importorskip("torch")
+    import torch
     out = dc.VPSDE().prior_sample((4, 2), rng=torch.Generator().manual_seed(0))
     assert isinstance(out, torch.Tensor)
     assert out.dtype == torch.get_default_dtype() and out.device.type == "cpu" and out.shape == (4, 2)

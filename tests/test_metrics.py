@@ -264,7 +264,7 @@ def test_w2_floor_statistics():
 
 
 def test_w2_floor_accepts_a_mixture_and_a_torch_generator():
-    torch = pytest.importorskip("torch")
+    import torch
     law = dc.GaussianMixture(np.array([0.5, 0.5]), np.array([[-2.0, 0.0], [2.0, 0.0]]), np.tile(np.eye(2), (2, 1, 1)))
     est = dc.w2_floor(law, 30, repeats=3, rng=torch.Generator().manual_seed(0))
     assert len(est.values) == 3 and est.mean > 0 and est.stderr >= 0
