@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import diffcore as dc
+from diffcore.testing import Symmetrised, rotations, symmetrise  # noqa: F401 (re-exported to the tests)
 
 settings.register_profile(
     "ci",
@@ -129,23 +130,7 @@ def p2() -> dc.Gaussian:
     return random_gaussian()
 
 
-#: P1's rotation group: the 8 rotations by multiples of 45 degrees (see test_sampling_accuracy.py
-#: for why comparing symmetrised samples is the honest way to reach a tight W2 floor on P1)
+#: P1's rotation group (see test_sampling_accuracy.py for why comparing symmetrised samples is the
+#: honest way to reach a tight W2 floor on P1); the helpers live in diffcore.testing
 K_ROTATIONS = 8
-_ANGLES = 2 * np.pi * np.arange(K_ROTATIONS) / K_ROTATIONS
-ROTATIONS = np.stack([np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) for a in _ANGLES])
-
-
-def symmetrise(x: np.ndarray) -> np.ndarray:
-    """``x (m, 2)`` and its rotations by multiples of 2 pi / 8: shape ``(8 m, 2)``."""
-    return np.concatenate([x @ r.T for r in ROTATIONS])
-
-
-class Symmetrised:
-    """A law whose ``sample(n)`` is ``n / 8`` draws of ``law`` with their 8 rotations."""
-
-    def __init__(self, law) -> None:
-        self.law = law
-
-    def sample(self, n: int, rng=None) -> np.ndarray:
-        return symmetrise(self.law.sample(n // K_ROTATIONS, rng))
+ROTATIONS = rotations(K_ROTATIONS)

@@ -544,3 +544,19 @@ def test_forward_sde_runs_forwards_only():
         dc.integrate(dc.ForwardSDE(PROC), _x(), dc.time_grid(PROC, 3), "euler_maruyama", rng=0)
     with pytest.raises(TypeError, match="AbstractProcess"):
         dc.ForwardSDE("vp")
+
+
+def test_symmetrise_is_closed_under_the_rotations():
+    from diffcore.testing import Symmetrised, rotations, symmetrise
+
+    x = np.random.default_rng(0).standard_normal((5, 2))
+    sym = symmetrise(x)
+    assert sym.shape == (40, 2)
+    np.testing.assert_array_equal(sym[:5], x)
+    # rotating the symmetrised set by 45 degrees permutes it: same sorted radii and the same points
+    turned = sym @ rotations(8)[1].T
+    dist = np.linalg.norm(turned[:, None, :] - sym[None, :, :], axis=2)
+    assert np.max(np.min(dist, axis=1)) < 1e-12
+    assert Symmetrised(dc.Gaussian(np.zeros(2), np.eye(2))).sample(16, rng=0).shape == (16, 2)
+    with pytest.raises(ValueError, match=r"shape \(m, 2\)"):
+        symmetrise(np.zeros((3, 3)))
