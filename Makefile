@@ -3,6 +3,7 @@
 #   make book    build the Jupyter Book into _build/html and check it (the main job)
 #   make test    run the test suite (pytest, 2 xdist workers, hypothesis "ci" profile)
 #   make screenshots  render the built pages in headless Chromium and check math and figures
+#                (after make book; installs Debian's chromium when missing)
 #   make lint    ruff check
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
 #   make venv    only set up .venv
@@ -77,9 +78,12 @@ endif
 	$(BIN)/jupyter-book build . --config $(BOOK_CONFIG) -W -n --keep-going
 	$(BIN)/python book/_scripts/check_html.py --toc _toc.yml --html $(BUILD_DIR)/html
 
-# Headless-Chromium check of the built pages (needs Debian's chromium): rendered mathematics and
-# figures on every page, screenshots in _build/screenshots.
+# Headless-Chromium check of the built pages: rendered mathematics and figures on every page,
+# screenshots in _build/screenshots.  Installs Debian's chromium with apt-get when it is missing.
 screenshots: $(STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "chromium not found: installing Debian's chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python book/_scripts/screenshot.py --html $(BUILD_DIR)/html --out $(BUILD_DIR)/screenshots
 
 lint: $(STAMP)

@@ -10,7 +10,11 @@ It fails (exit status 1, one line per problem) when
 * a cell output of any page is a traceback, an error or text written to stderr
   (myst-nb's ``output traceback`` / ``output error`` / ``output stderr`` blocks, or
   ``Traceback (most recent call last)`` anywhere inside a ``cell_output``);
-* an ``<img src=...>`` of any page points to a local file that does not exist.
+* an ``<img src=...>`` of any page points to a local file that does not exist;
+* a notebook page (a source with a ``kernelspec``) lacks its download ``_sources/<page>.ipynb``,
+  that notebook is invalid or does not start with the hidden cell that installs diffcore
+  (``book/_ext/notebooks.py``), the install cell shows in the HTML, or the page has no
+  ".ipynb" download link or no Colab link to that notebook.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import nbformat
 import yaml
 
 SOURCE_SUFFIXES = (".md", ".ipynb", ".rst")
@@ -104,19 +109,54 @@ def check(toc_path: Path, html_dir: Path) -> list[str]:
     return problems
 
 
+def check_notebooks(toc_path: Path, html_dir: Path) -> list[str]:
+    """Return one message per problem with the downloadable notebooks and their Colab links."""
+    problems = []
+    for page in toc_pages(toc_path):
+        source = toc_path.parent / f"{page}.md"
+        if not source.is_file() or "\nkernelspec:" not in source.read_text(encoding="utf8").split("\n---", 1)[0]:
+            continue
+        notebook, html = html_dir / "_sources" / f"{page}.ipynb", html_dir / f"{page}.html"
+        if not notebook.is_file() or not html.is_file():
+            problems.append(f"{page}: no downloadable notebook {notebook}")
+            continue
+        nb = nbformat.read(notebook, as_version=4)
+        try:
+            nbformat.validate(nb)
+        except nbformat.ValidationError as err:
+            problems.append(f"{notebook}: invalid notebook: {err.message}")
+        first = nb.cells[0] if nb.cells else None
+        if not (
+            first is not None
+            and first.cell_type == "code"
+            and "%pip install" in first.source
+            and "diffcore @ git+" in first.source
+            and "remove-cell" in first.metadata.get("tags", [])
+        ):
+            problems.append(f"{notebook}: the first cell is not the hidden diffcore install cell")
+        text = html.read_text(encoding="utf8")
+        if "diffcore-install" in text or "%pip install" in text:
+            problems.append(f"{html}: the install cell shows in the HTML")
+        if f'_sources/{page}.ipynb"' not in text:
+            problems.append(f"{html}: no .ipynb download link to _sources/{page}.ipynb")
+        if f'/_sources/{page}.ipynb"' not in text or "https://colab.research.google.com/github/" not in text:
+            problems.append(f"{html}: no Colab link to _sources/{page}.ipynb")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="the book's _toc.yml")
     parser.add_argument("--html", type=Path, default=Path("_build/html"), help="the built HTML folder")
     args = parser.parse_args(argv)
-    problems = check(args.toc, args.html)
+    problems = check(args.toc, args.html) + check_notebooks(args.toc, args.html)
     for problem in problems:
         print(f"check_html: {problem}", file=sys.stderr)
     pages = len(toc_pages(args.toc))
     if problems:
         print(f"check_html: {len(problems)} problem(s) in the book build", file=sys.stderr)
         return 1
-    print(f"check_html: {pages} page(s) built, no error outputs, every image on disk")
+    print(f"check_html: {pages} page(s) built, no error outputs, every image on disk, notebooks and Colab links")
     return 0
 
 

@@ -1,0 +1,154 @@
+"""Every chapter's verification cell fails when the numbers are wrong.
+
+The book checks its headline claims in a last "Verification" cell, and `make book` fails when
+an assertion there fails.  This file makes sure those assertions are not vacuous: it executes
+each chapter (the MyST source, through jupytext and nbclient, in ``book/`` like the book build)
+after a first cell that makes ``diffcore`` wrong in one controlled way, and requires that the
+chapter then stops with an ``AssertionError`` *in its verification cell*.  All cells before it
+must still run: the perturbation is small enough not to break the computations, only their
+agreement with the closed forms.
+
+Perturbations (applied by monkeypatching the class, so every field the chapter builds sees it):
+
+- ``score``: every exact score is 10 % too long (``ExactField`` of kind ``"score"`` and the
+  interpolant fields' score and velocity).  Every chapter that samples, estimates or converts
+  with an exact field must notice.
+- ``diffusion``: the process's ``g(t)^2`` is 2 % too large, i.e. the SDE no longer matches its
+  own marginals (for the toolkit chapter, whose claims are about SDEs, not scores).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+
+PERTURBATIONS = {
+    "score": '''
+import diffcore
+from diffcore.distributions._marginal import ExactField
+from diffcore.interpolants._fields import InterpolantFields
+
+def _longer(method, kinds=None):
+    def wrapped(self, *args, **kwargs):
+        out = method(self, *args, **kwargs)
+        return out * 1.1 if kinds is None or self.kind in kinds else out
+    return wrapped
+
+ExactField.__call__ = _longer(ExactField.__call__, kinds=("score",))
+InterpolantFields.score = _longer(InterpolantFields.score)
+InterpolantFields.velocity = _longer(InterpolantFields.velocity)
+''',
+    "diffusion": '''
+from diffcore.processes import AbstractProcess
+
+_g2 = AbstractProcess.diffusion_squared
+AbstractProcess.diffusion_squared = lambda self, t: 1.02 * _g2(self, t)
+AbstractProcess.diffusion = lambda self, t: (1.02 * _g2(self, t)) ** 0.5
+''',
+}
+
+CHAPTERS = {
+    "intro": "score",
+    "toolkit": "diffusion",
+    "laboratory": "score",
+    "variational": "score",
+    "score": "score",
+    "sde": "score",
+    "flow": "score",
+    "backbone": "score",
+}
+
+
+def _verification_index(nb: nbformat.NotebookNode) -> int:
+    """Index of the first code cell after the markdown heading ``## Verification``."""
+    seen = False
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and any(
+            line.strip() == "## Verification" for line in cell.source.splitlines()
+        ):
+            seen = True
+        elif seen and cell.cell_type == "code":
+            return i
+    raise AssertionError("chapter has no '## Verification' heading followed by a code cell")
+
+
+def run_until_failure(chapter: str, prelude: str) -> tuple[int | None, str, int]:
+    """Execute ``book/<chapter>.md`` after ``prelude``; return (failing cell, error name, verification cell).
+
+    The failing cell index is ``None`` when every cell ran.  Indices refer to the chapter's
+    own cells (the prelude is not counted).
+    """
+    nb = jupytext.read(BOOK / f"{chapter}.md")
+    target = _verification_index(nb)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(prelude))
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(BOOK)}})
+    with client.setup_kernel():
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, i)
+            except CellExecutionError as err:
+                return i - 1, err.ename, target
+    return None, "", target
+
+
+def test_every_chapter_is_covered():
+    toc = (ROOT / "_toc.yml").read_text()
+    chapters = {p.stem for p in BOOK.glob("*.md")} - {"notation", "bibliography", "status"}
+    assert chapters == set(CHAPTERS), chapters ^ set(CHAPTERS)
+    assert all(f"book/{c}" in toc for c in CHAPTERS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_verification_cell_fails_on_wrong_numbers(chapter):
+    start = time.perf_counter()
+    failed, ename, target = run_until_failure(chapter, PERTURBATIONS[CHAPTERS[chapter]])
+    elapsed = time.perf_counter() - start
+    assert failed is not None, f"{chapter}: ran to the end with a wrong {CHAPTERS[chapter]} ({elapsed:.0f} s)"
+    assert (failed, ename) == (target, "AssertionError"), (
+        f"{chapter}: expected an AssertionError in the verification cell {target}, "
+        f"got {ename} in cell {failed}"
+    )
+
+
+def test_unperturbed_chapter_runs_to_the_end():
+    """The control: with nothing perturbed the same harness runs a whole chapter."""
+    failed, ename, _ = run_until_failure("variational", "")
+    assert failed is None, (failed, ename)
+
+
+def test_install_cell_is_first_hidden_and_idempotent(tmp_path):
+    """book/_ext/notebooks.py puts one hidden install cell first; it is valid IPython and a no-op here."""
+    import sys
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    sys.path.insert(0, str(BOOK / "_ext"))
+    try:
+        import notebooks
+    finally:
+        sys.path.remove(str(BOOK / "_ext"))
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(jupytext.read(BOOK / "variational.md"), path)
+    for _ in range(2):
+        notebooks._add_install_cell(path, "https://github.com/example/diffcore")
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    first, second = nb.cells[0], nb.cells[1]
+    assert first.metadata["tags"] == ["remove-cell"] and not second.source.startswith(notebooks.INSTALL_MARKER)
+    assert '%pip install --quiet "diffcore @ git+https://github.com/example/diffcore"' in first.source
+    python = TransformerManager().transform_cell(first.source)
+    assert "get_ipython().run_line_magic('pip', 'install" in python
+    namespace = {"get_ipython": lambda: pytest.fail("diffcore is installed: the cell must not call pip")}
+    exec(compile(python, "install-cell", "exec"), namespace)
