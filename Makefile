@@ -37,7 +37,8 @@ endif
 ifeq ($(BOOK_EXECUTE),cache)
 BOOK_CONFIG := _config.yml
 else
-BOOK_CONFIG := $(BUILD_DIR)/_config.$(BOOK_EXECUTE).yml
+# beside _config.yml, so that its relative paths (local_extensions) resolve the same way
+BOOK_CONFIG := .book-config.$(BOOK_EXECUTE).yml
 endif
 
 # One BLAS/OpenMP thread per process: the test workers already fill both cores.
@@ -93,5 +94,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BUILD_DIR) book/_static/mathjax .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
+	rm -rf $(VENV) $(BUILD_DIR) .book-config.*.yml book/_static/mathjax .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
