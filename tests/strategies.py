@@ -132,3 +132,29 @@ def bridging_processes(draw) -> tuple[dc.AbstractProcess, float]:
     bmin = draw(st.floats(0.01, 1.0))
     p = dc.VPSDE(bmin, draw(st.floats(10.0, 30.0)))
     return p, 2.0 * max(p.alpha(1.0), 1.0 - p.sigma(1.0))
+
+
+@st.composite
+def mixtures_with_points(draw, dim: int | None = None, n: int = 3) -> tuple[dc.GaussianMixture, np.ndarray]:
+    """A mixture (``mixtures``) and ``n`` points near its mass (``points_near``), for field identities."""
+    mix = draw(mixtures(dim=dim))
+    return mix, draw(points_near(mix, n=n))
+
+
+@st.composite
+def log_density_tables(draw, max_models: int = 5, max_rows: int = 4) -> np.ndarray:
+    """Finite log densities ``(n, M)`` of ``M`` models at ``n`` points, spread over ~100 nats."""
+    m = draw(st.integers(1, max_models))
+    n = draw(st.integers(1, max_rows))
+    return draw(arrays(np.float64, (n, m), elements=st.floats(-60.0, 40.0)))
+
+
+@st.composite
+def fp_cases(draw, max_dim: int = 3) -> tuple:
+    """A score Fokker–Planck test case ``(process, mixture, t, x)``: a process of every kind, a
+    mixture in 1 to ``max_dim`` dimensions, a time in [0.01, 1] and 4 points ``(4, d)`` where the
+    marginal at ``t`` has its mass."""
+    process = draw(processes())
+    data = draw(mixtures(dim=draw(st.integers(1, max_dim))))
+    t = draw(st.floats(0.01, 1.0))
+    return process, data, t, draw(points_near(dc.marginal(process, data, t), n=4))

@@ -32,6 +32,12 @@ class Solution:
     nfe : the number of score evaluations.
     solver : the solver object used.
     path : the states at every grid time, shape ``(steps + 1, n, ...)``, or ``None``.
+    log_density : for density-tracking integrators (:func:`diffcore.ito_log_density`,
+        :func:`diffcore.superpose`) the estimate of ``log p`` at ``x``, shape ``(n,)``; else ``None``.
+    log_density_path : those estimates at every grid time, shape ``(steps + 1, n)``, when the
+        path is saved; else ``None``.
+    model_log_densities : for :func:`diffcore.superpose`, the estimate of each model's
+        ``log p^i`` at ``x``, shape ``(n, M)``; else ``None``.
     """
 
     x: Any
@@ -39,6 +45,9 @@ class Solution:
     nfe: int
     solver: AbstractSolver
     path: Any = None
+    log_density: Any = None
+    log_density_path: Any = None
+    model_log_densities: Any = None
 
 
 def _check_grid(ts: Any) -> list[float]:

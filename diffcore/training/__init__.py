@@ -16,6 +16,7 @@ except ImportError as err:  # pragma: no cover - torch is part of the dev instal
 
 from diffcore.training._error import FieldError, field_error
 from diffcore.training._fit import FitResult, fit
+from diffcore.training._fp import dsm_fp_loss, fp_penalty
 from diffcore.training._interpolant_losses import (
     flow_matching_loss,
     interpolant_denoiser_loss,
@@ -31,10 +32,12 @@ __all__ = [
     "FitResult",
     "MLPField",
     "denoising_loss",
+    "dsm_fp_loss",
     "dsm_loss",
     "field_error",
     "fit",
     "flow_matching_loss",
+    "fp_penalty",
     "interpolant_denoiser_loss",
     "interpolant_score_loss",
     "interpolant_velocity_loss",

@@ -1,0 +1,334 @@
+r"""The log-likelihood of the probability-flow ODE by the instantaneous change of variables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diffcore._array import as_array, device_of, namespace, normal, resolve_rng, uniform
+from diffcore._validation import check_choice, check_finite, check_positive, check_steps
+from diffcore.dynamics import AbstractDynamics
+from diffcore.likelihood._divergence import divergence_kind, evaluate
+from diffcore.processes import AbstractProcess
+from diffcore.samplers import get_solver, integrate, time_grid
+
+__all__ = ["AugmentedFlow", "LogLikelihood", "log_likelihood"]
+
+Array = Any
+
+_DIVERGENCES = ("exact", "hutchinson")
+_NOISES = ("rademacher", "gaussian")
+_ADAPTIVE = ("DOP853", "RK45")
+
+
+@dataclass(frozen=True, eq=False)
+class LogLikelihood:
+    r"""The result of :func:`log_likelihood`; every per-point array has shape ``(n,)``.
+
+    Attributes
+    ----------
+    value : ``log p_{t_min}(x) = prior_term + divergence_integral`` (the mean over the probes
+        for Hutchinson).
+    stderr : the Monte Carlo standard error of ``value``: the sample standard deviation of the
+        per-probe integrals over ``sqrt(probes)`` for Hutchinson (NaN when ``probes = 1``, where
+        one draw has no spread to measure); zeros for the exact divergence, which has no Monte
+        Carlo error.  Neither includes the ODE discretisation error nor the prior mismatch.
+    nfe : score evaluations on a batch of ``n`` points, including the one shape check at the
+        start (central differences count their ``2d`` or ``2 probes`` shifted batches).
+    prior_term : ``log p_1(x_1)`` from ``prior_log_prob``.
+    divergence_integral : ``int_{t_min}^1 div v(x_t, t) dt`` (mean over the probes).
+    probe_integrals : the per-probe integrals, shape ``(probes, n)`` for Hutchinson, else ``None``.
+    x_end : ``x_1``, the end of the flow, shaped like ``x``.
+    t_min, divergence, method : what was asked for.
+    """
+
+    value: Any
+    stderr: Any
+    nfe: int
+    prior_term: Any
+    divergence_integral: Any
+    probe_integrals: Any
+    x_end: Any
+    t_min: float
+    divergence: str
+    method: str
+
+
+class AugmentedFlow(AbstractDynamics):
+    r"""The probability-flow ODE augmented with its log-determinant, on states ``(n, D + m)``.
+
+    .. math:: \frac{d}{dt}\begin{bmatrix} x \\ \ell \end{bmatrix}
+              = \begin{bmatrix} v(x, t) \\ \nabla\cdot v(x, t) \end{bmatrix}, \qquad
+              v = f(t) x - \tfrac12 g(t)^2 s(x, t), \quad
+              \nabla\cdot v = D f(t) - \tfrac12 g(t)^2 \nabla\cdot s(x, t),
+
+    with ``x`` flattened to ``D`` columns and ``m = 1`` log-determinant column (exact divergence)
+    or one per Hutchinson probe, ``eps_j^T (ds/dx) eps_j`` in place of ``div s``.  The linear
+    part ``D f(t)`` is exact in every column: only the score part is estimated.  An ODE, so
+    any solver of :data:`diffcore.SOLVERS` without noise integrates it, either way in time.
+    """
+
+    def __init__(
+        self,
+        process: AbstractProcess,
+        score: Callable,
+        event_shape: tuple[int, ...],
+        probes: Array | None,
+        fd_step: float,
+        kind: str,
+    ) -> None:
+        self.process, self.score, self.event_shape = process, score, event_shape
+        self.probes, self.fd_step, self.kind = probes, fd_step, kind
+        self.dim = math.prod(event_shape)
+        self.evaluations = 0
+
+    def _flat_score(self, x: Array, t: float) -> Array:
+        xp = namespace(x)
+        out = self.score(xp.reshape(x, (x.shape[0], *self.event_shape)), t)
+        return xp.reshape(out, (x.shape[0], self.dim))
+
+    def drift(self, y: Array, t: Any) -> Array:
+        xp = namespace(y)
+        t = float(t)
+        x = y[:, : self.dim]
+        field = self.score if self.kind == "closed_form" else self._flat_score
+        s, div_s, cost = evaluate(field, self.kind, x, t, self.probes, self.fd_step)
+        self.evaluations += cost
+        f, g2 = self.process.drift_coef(t), self.process.diffusion_squared(t)
+        return xp.concat([f * x - (0.5 * g2) * s, (self.dim * f) - (0.5 * g2) * div_s], axis=1)
+
+    def diffusion(self, t: Any) -> Any:
+        return 0.0
+
+    @property
+    def stochastic(self) -> bool:
+        return False
+
+    @property
+    def direction(self) -> int:
+        return 0
+
+
+def log_likelihood(
+    process: AbstractProcess,
+    score: Callable[[Array, Any], Array],
+    x: Array,
+    *,
+    divergence: str = "exact",
+    probes: int = 1,
+    t_min: float = 1e-3,
+    rng: Any = None,
+    method: str = "rk4",
+    steps: int = 100,
+    grid: str = "uniform",
+    prior_log_prob: Callable[[Array], Array] | None = None,
+    noise: str = "rademacher",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    adaptive_method: str = "DOP853",
+    fd_step: float = 1e-4,
+) -> LogLikelihood:
+    r"""``log p_{t_min}(x)`` of the probability-flow ODE by the instantaneous change of variables.
+
+    Integrates ``x`` from ``t_min`` up to ``1`` along ``dx/dt = v(x, t) = f(t) x - g(t)^2 s(x, t) / 2``
+    together with ``d ell/dt = div v`` (see :class:`AugmentedFlow`) and returns
+
+    .. math:: \log p_{t_{min}}(x) = \log p_1(x_1) + \int_{t_{min}}^1 \nabla\cdot v(x_t, t)\, dt
+
+    (Chen et al. 2018, thm. 1; Song et al. 2021, app. D.2).  With the exact score and
+    ``prior_log_prob`` the exact law at ``t = 1`` the only error is the ODE solver's; with the
+    default prior ``process.prior_log_prob`` (``N(0, prior_std^2 I)``) the result carries the
+    prior mismatch ``log p_1(x_1) - log N(x_1)`` too.  The result is ``log p`` at ``t_min``, not
+    at 0: :func:`~diffcore.likelihood.t_min_gap` measures the difference.
+
+    Parameters
+    ----------
+    process : the forward process (gives ``f`` and ``g^2``).
+    score : ``(x, t) -> array`` shaped like ``x``, ``t`` a float; points must not interact.
+    x : array ``(n, ...)`` (NumPy or torch), finite; ``D`` = the product of the trailing axes.
+    divergence : ``"exact"`` (the Jacobian trace: closed form for an :class:`~diffcore.ExactField`
+        score, ``D`` backward passes of autograd for torch tensors, central differences with
+        step ``fd_step`` for other NumPy callables) or ``"hutchinson"``: the unbiased estimate
+        ``E[eps^T (ds/dx) eps] = div s`` (Hutchinson 1990; Grathwohl et al. 2019, eq. 7) with
+        ``probes`` independent probes per point, drawn once and held fixed along the
+        trajectory as in FFJORD (so each probe's integral is an unbiased estimate of the whole
+        integral and ``stderr`` is their spread over ``sqrt(probes)``).  For torch each probe
+        costs one vector-Jacobian product; for exact fields the quadratic form is closed form.
+    probes : the number of Hutchinson probes (``>= 1``); must be 1 for ``"exact"``.
+    t_min : the start of the flow, in ``(0, 1)``.
+    rng : ``None``, an int seed, a ``numpy.random.Generator`` or ``torch.Generator`` (probes only).
+    method : a name of :data:`diffcore.SOLVERS` without noise (``"euler"``, ``"heun"``,
+        ``"rk4"``), integrated over ``time_grid(process, steps, kind=grid)`` run upwards, or
+        ``"adaptive"``: SciPy's ``solve_ivp`` with ``adaptive_method`` (``"DOP853"``, Hairer et
+        al. 1993, or ``"RK45"``) at tolerances ``rtol``, ``atol`` (on the host, in float64).
+    steps, grid : the number of solver steps and the grid kind of :func:`~diffcore.time_grid`
+        (``"uniform"``, ``"log_snr"``, ``"edm"``); rk4 with 100 uniform steps is accurate to
+        ~1e-6 nats on the test mixtures, and its error falls as ``steps^-4``.
+    prior_log_prob : ``(x_1) -> (n,)``; default ``process.prior_log_prob``.
+    noise : the probe law, ``"rademacher"`` (``+-1``, lower variance) or ``"gaussian"``.
+    rtol, atol, adaptive_method : tolerances and method of ``"adaptive"``.
+    fd_step : the central-difference step for NumPy callables without a closed form.
+
+    Returns
+    -------
+    LogLikelihood with ``.value``, ``.stderr``, ``.nfe`` and the parts of the sum.
+
+    Raises
+    ------
+    ValueError / TypeError for bad arguments, a score returning the wrong shape (checked once at
+    ``t_min``) or a prior log density that is not finite or not of shape ``(n,)``;
+    FloatingPointError when the state becomes non-finite (with the step and times).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from diffcore import VPSDE, Gaussian, exact_log_prob, exact_score, marginal
+    >>> p, data = VPSDE(), Gaussian(np.zeros(2), np.eye(2))
+    >>> x = np.array([[0.5, -1.0]])
+    >>> res = log_likelihood(p, exact_score(p, data), x, prior_log_prob=marginal(p, data, 1.0).log_prob)
+    >>> bool(abs(res.value[0] - exact_log_prob(p, data)(x, 1e-3)[0]) < 1e-8)
+    True
+    """
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    if not callable(score):
+        raise TypeError(f"score must be callable (x, t) -> array; got {type(score).__name__}")
+    _check_x(x)
+    check_choice("divergence", divergence, _DIVERGENCES)
+    check_choice("noise", noise, _NOISES)
+    probes = check_steps(probes, "probes")
+    if divergence == "exact" and probes != 1:
+        raise ValueError(f"probes applies to divergence='hutchinson'; with 'exact' it must be 1, got {probes}")
+    t_min = check_positive("t_min", t_min)
+    if not t_min < 1.0:
+        raise ValueError(f"t_min must lie in (0, 1); got {t_min}")
+    check_positive("fd_step", fd_step)
+    solver = _check_method(method, steps, adaptive_method, rtol, atol)
+    prior = process.prior_log_prob if prior_log_prob is None else prior_log_prob
+    if not callable(prior):
+        raise TypeError(f"prior_log_prob must be callable (x) -> (n,); got {type(prior).__name__}")
+
+    xp = namespace(x)
+    n, event = x.shape[0], tuple(x.shape[1:])
+    _check_score_shape(score, x, t_min)
+    eps = None
+    if divergence == "hutchinson":
+        eps = _draw_probes(resolve_rng(rng), probes, (n, math.prod(event)), x, noise)
+    kind = divergence_kind(score, x)
+    flow = AugmentedFlow(process, score, event, eps, fd_step, kind)
+    m = 1 if eps is None else probes
+    y0 = xp.concat([xp.reshape(x, (n, flow.dim)), xp.zeros((n, m), dtype=x.dtype, device=device_of(x))], axis=1)
+    if solver is None:
+        y1 = _solve_adaptive(flow, y0, t_min, adaptive_method, rtol, atol)
+    else:
+        ts = time_grid(process, steps, t_min=t_min, kind=grid)[::-1].copy()
+        y1 = integrate(flow, y0, ts, solver).x
+    x_end = xp.reshape(y1[:, : flow.dim], x.shape)
+    integrals = xp.permute_dims(y1[:, flow.dim :], (1, 0))  # (m, n)
+    prior_term = _check_prior(prior(x_end), n)
+    integral = xp.mean(integrals, axis=0)
+    value = prior_term + integral
+    if eps is None:
+        stderr = xp.zeros_like(value)
+    elif probes == 1:
+        stderr = xp.full_like(value, float("nan"))
+    else:
+        stderr = xp.std(integrals, axis=0, correction=1) / math.sqrt(probes)
+    check_finite("the log-likelihood", value)
+    return LogLikelihood(
+        value=value,
+        stderr=stderr,
+        nfe=flow.evaluations + 1,
+        prior_term=prior_term,
+        divergence_integral=integral,
+        probe_integrals=None if eps is None else integrals,
+        x_end=x_end,
+        t_min=t_min,
+        divergence=divergence,
+        method="adaptive" if solver is None else solver.name,
+    )
+
+
+def _check_method(method: Any, steps: Any, adaptive_method: str, rtol: float, atol: float) -> Any:
+    """The solver object for a fixed-step method (``None`` for ``"adaptive"``), after checking its settings."""
+    if isinstance(method, str) and method == "adaptive":
+        check_choice("adaptive_method", adaptive_method, _ADAPTIVE)
+        check_positive("rtol", rtol)
+        check_positive("atol", atol)
+        return None
+    solver = get_solver(method)
+    if solver.stochastic or solver.name == "ddim":
+        raise ValueError(f"method must be an ODE solver (euler, heun, rk4) or 'adaptive'; got {method!r}")
+    check_steps(steps)
+    return solver
+
+
+def _check_x(x: Any) -> None:
+    if not hasattr(x, "shape") or not hasattr(x, "dtype") or x.ndim < 2:
+        got = getattr(x, "shape", type(x).__name__)
+        raise TypeError(f"x must be an array of shape (n, ...) with a trailing event axis; got {got}")
+    xp = namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"x must have a real floating dtype; got {x.dtype}")
+    if x.shape[0] < 1:
+        raise ValueError(f"x must hold at least one point; got shape {tuple(x.shape)}")
+    check_finite("x", x)
+
+
+def _check_score_shape(score: Callable, x: Array, t: float) -> None:
+    out = score(x, t)
+    shape = getattr(out, "shape", None)
+    if shape is None or tuple(shape) != tuple(x.shape):
+        name = getattr(score, "__name__", type(score).__name__)
+        raise ValueError(
+            f"score {name!r} must return an array shaped like x {tuple(x.shape)}; "
+            f"got {tuple(shape) if shape is not None else type(out).__name__}"
+        )
+
+
+def _check_prior(log_p: Any, n: int) -> Array:
+    shape = getattr(log_p, "shape", None)
+    if shape is None or tuple(shape) != (n,):
+        got = tuple(shape) if shape is not None else type(log_p).__name__
+        raise ValueError(f"prior_log_prob must return shape (n,) = ({n},); got {got}")
+    xp = namespace(log_p)
+    bad = xp.logical_not(xp.isfinite(log_p))
+    if bool(xp.any(bad)):
+        idx = int(xp.argmax(xp.astype(bad, xp.int32)))
+        raise ValueError(
+            f"prior_log_prob must be finite at x_1; got {float(log_p[idx])} at point {idx} "
+            f"({int(xp.sum(xp.astype(bad, xp.int32)))} of {n} non-finite)"
+        )
+    return log_p
+
+
+def _draw_probes(rng: Any, probes: int, shape: tuple[int, int], like: Array, noise: str) -> Array:
+    """``(probes, n, D)`` probes with ``E[eps eps^T] = I``: Rademacher signs or standard normals."""
+    full = (probes, *shape)
+    if noise == "gaussian":
+        return normal(rng, full, like)
+    return as_array(np.where(uniform(rng, full) < 0.5, -1.0, 1.0), like)
+
+
+def _solve_adaptive(flow: AugmentedFlow, y0: Array, t_min: float, method: str, rtol: float, atol: float) -> Array:
+    """``solve_ivp`` on the flattened host copy of the state; the drift sees arrays like ``y0``."""
+    from scipy.integrate import solve_ivp
+
+    shape = tuple(y0.shape)
+    host = np.asarray(y0.detach().cpu().numpy() if hasattr(y0, "detach") else y0, dtype=np.float64)
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        out = flow.drift(as_array(y.reshape(shape), y0), float(t))
+        out = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float64)
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError(f"{method}: non-finite drift of the augmented ODE at t = {t}")
+        return out.reshape(-1)
+
+    sol = solve_ivp(rhs, (t_min, 1.0), host.reshape(-1), method=method, rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"{method} failed between t = {t_min} and 1: {sol.message}")
+    return as_array(sol.y[:, -1].reshape(shape), y0)

@@ -1,0 +1,237 @@
+r"""Superposition of diffusion models with the Itô density estimator: OR, AND and averaging.
+
+``M`` models share one forward process; model ``i`` has score ``s_i`` of marginals ``q^i_t``.
+One reverse-SDE path is driven by the weighted score ``sum_i kappa_i s_i``,
+
+.. math:: dy = \big(-f y + g^2 \textstyle\sum_i \kappa_i(y, \tau)\, s_i(y, t)\big) d\tau + g\, dW,
+
+and every ``log q^i_t(y)`` is tracked along it by the Itô estimator (valid for any path, see
+:mod:`diffcore.likelihood._ito`).  The weights (Skreta et al. 2025, sec. 4, "SuperDiff"):
+
+* ``"or"``: ``kappa = softmax(T log q^i_t(y) + log w_i)``.  With ``T = 1``
+  ``sum_i kappa_i s_i = grad log sum_i w_i q^i_t`` exactly, so the path samples the mixture
+  ``sum_i w_i q^i`` of the models' laws (same forward process, so the mixture's marginals are
+  the mixtures of the marginals).
+* ``"and"``: ``kappa`` solves, each step, the ``M`` linear equations "``sum kappa = 1`` and the
+  updated estimates ``log q^i`` all equal" (the estimates are linear in ``kappa`` through the
+  increment ``Δy``), so the samples end where the models' densities agree.
+* ``"average"``: ``kappa = 1/M``, the naive baseline (the score of the normalised geometric mean
+  of the marginals, which is not the marginal of anything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from diffcore._array import as_array, namespace
+from diffcore._validation import check_choice, check_nonnegative
+from diffcore.distributions._components import logsumexp, softmax
+from diffcore.likelihood._ito import as_score, check_x_init, grid_for, run, start_values
+from diffcore.processes import AbstractProcess
+from diffcore.samplers import EulerMaruyama, Solution
+
+__all__ = ["and_weights", "superpose", "superposition_weights"]
+
+Array = Any
+MODES = ("or", "and", "average")
+
+
+def _check_log_densities(log_densities: Any) -> Array:
+    if not hasattr(log_densities, "shape") or log_densities.ndim != 2 or log_densities.shape[1] < 1:
+        got = tuple(log_densities.shape) if hasattr(log_densities, "shape") else type(log_densities).__name__
+        raise ValueError(f"log_densities must have shape (n, M) with M >= 1; got {got}")
+    xp = namespace(log_densities)
+    if not bool(xp.all(xp.isfinite(log_densities))):
+        raise ValueError("log_densities must be finite; it contains NaN or infinity")
+    return log_densities
+
+
+def _check_weights(weights: Any, m: int, like: Array) -> Array:
+    xp = namespace(like)
+    if weights is None:
+        return xp.full((m,), 1.0 / m, dtype=like.dtype)
+    w = as_array(weights, like)
+    if w.ndim != 1 or w.shape[0] != m:
+        raise ValueError(f"weights must have shape (M,) = ({m},); got {tuple(w.shape)}")
+    if not bool(xp.all(w > 0)) or abs(float(xp.sum(w)) - 1.0) > 1e-6:
+        raise ValueError(f"weights must be positive and sum to 1; got {[float(v) for v in w]}")
+    return w
+
+
+def superposition_weights(
+    log_densities: Array, mode: str = "or", *, weights: Any = None, temperature: float = 1.0
+) -> Array:
+    r"""The OR or averaging weights ``kappa`` of :func:`superpose`, shape ``(n, M)``.
+
+    ``"or"``: ``kappa_i = exp(T l_i + log w_i) / sum_j exp(T l_j + log w_j)`` for log densities
+    ``l`` ``(n, M)`` (Skreta et al. 2025, sec. 4, the OR weights with temperature ``T`` and bias
+    ``log w``); ``"average"``: ``kappa_i = 1/M``.  Rows sum to one and are unchanged by adding a
+    constant to all log densities of a row.  (AND weights depend on the scores: :func:`and_weights`.)
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> superposition_weights(np.log([[1.0, 3.0]]))
+    array([[0.25, 0.75]])
+    """
+    _check_log_densities(log_densities)
+    check_choice("mode", mode, ("or", "average"))
+    temperature = check_nonnegative("temperature", temperature)
+    xp = namespace(log_densities)
+    w = _check_weights(weights, log_densities.shape[1], log_densities)
+    if mode == "average":
+        return xp.ones_like(log_densities) / log_densities.shape[1]
+    return softmax(temperature * log_densities + xp.log(w)[None, :], axis=1)
+
+
+def and_weights(scores: Array, offsets: Array, scale: float) -> Array:
+    r"""Weights ``kappa`` ``(n, M)`` that make ``offsets_i + scale sum_j kappa_j <s_i, s_j>`` equal over ``i``.
+
+    With ``sum_j kappa_j = 1`` these are ``M`` linear equations per sample (the AND rule of
+    Skreta et al. 2025, sec. 4, solved exactly for any ``M``): ``scores`` ``(n, M, D)``,
+    ``offsets`` ``(n, M)`` (the parts of the estimated ``log q^i`` after the step that do not
+    depend on ``kappa``), ``scale = h g^2 > 0``.  Each equation is normalised and the system
+    solved by the pseudo-inverse, so a degenerate one (equal scores; ``M - 1 > D``) gives the
+    least-squares solution of smallest norm instead of infinities; for ``M = 2``,
+    ``kappa_2 = (c_1 - c_2 - scale <s_2 - s_1, s_1>) / (scale |s_1 - s_2|^2)``.
+    """
+    xp = namespace(scores, offsets)
+    n, m = offsets.shape
+    gram = scale * (scores @ xp.permute_dims(scores, (0, 2, 1)))  # (n, M, M)
+    rows = gram[:, 1:, :] - gram[:, :1, :]
+    rhs = offsets[:, :1] - offsets[:, 1:]
+    norm = xp.sqrt(xp.sum(rows**2, axis=2))
+    norm = xp.where(norm > 0, norm, xp.ones_like(norm))
+    ones = xp.ones((n, 1, m), dtype=offsets.dtype, device=offsets.device)
+    a = xp.concat([rows / norm[:, :, None], ones], axis=1)
+    b = xp.concat([rhs / norm, xp.ones((n, 1), dtype=offsets.dtype, device=offsets.device)], axis=1)
+    return (xp.linalg.pinv(a) @ b[:, :, None])[:, :, 0]
+
+
+def _or_mixer(weights: Array, temperature: float) -> Callable:
+    def mix(ell, s_flat, y_flat, dy0, f, g2, h):
+        return superposition_weights(ell, "or", weights=weights, temperature=temperature)
+
+    return mix
+
+
+def _and_mixer(ell, s_flat, y_flat, dy0, f, g2, h):
+    xp = namespace(ell)
+    dim = y_flat.shape[1]
+    proj_y = xp.sum(s_flat * y_flat[:, None, :], axis=2)
+    offsets = ell + h * (dim * f + f * proj_y - 0.5 * g2 * xp.sum(s_flat**2, axis=2))
+    offsets = offsets + xp.sum(s_flat * dy0[:, None, :], axis=2)
+    return and_weights(s_flat, offsets, h * g2)
+
+
+def _average_mixer(ell, s_flat, y_flat, dy0, f, g2, h):
+    return namespace(ell).ones_like(ell) / ell.shape[1]
+
+
+def _models(process: AbstractProcess, scores: Any, prediction: Any) -> list[Callable]:
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+        raise TypeError(f"scores must be a list of callables (x, t) -> array; got {type(scores).__name__}")
+    if len(scores) == 0:
+        raise ValueError("scores must hold at least one model; got an empty list")
+    preds = [prediction] * len(scores) if isinstance(prediction, str) else list(prediction)
+    if len(preds) != len(scores):
+        raise ValueError(f"prediction must be a name or one per model ({len(scores)}); got {len(preds)}")
+    return [as_score(process, s, p, f"scores[{i}]") for i, (s, p) in enumerate(zip(scores, preds))]
+
+
+def superpose(
+    process: AbstractProcess,
+    scores: Sequence[Callable[[Array, Any], Array]],
+    x_init: Array,
+    *,
+    mode: str = "or",
+    steps: int,
+    t_min: float = 1e-3,
+    rng: Any = None,
+    weights: Any = None,
+    temperature: float = 1.0,
+    prediction: Any = "score",
+    log_prob_init: Sequence[Any] | None = None,
+    t_max: float = 1.0,
+    grid: str = "uniform",
+    prior_control: bool = True,
+    save_path: bool = False,
+) -> Solution:
+    r"""Sample a superposition of ``M`` diffusion models (OR, AND or averaging) with Itô log densities.
+
+    Euler–Maruyama on ``dy = (-f y + g^2 sum_i kappa_i s_i) dtau + g dW`` from ``t_max`` to
+    ``t_min``; at each step the weights ``kappa`` come from the current Itô estimates
+    ``l_i ~ log q^i_t(y)`` (module notes; Skreta et al. 2025, sec. 4): ``"or"`` samples the
+    mixture ``sum_i w_i q^i`` (:func:`superposition_weights`), ``"and"`` keeps the ``l_i`` equal
+    (:func:`and_weights`), ``"average"`` uses ``kappa = 1/M``.  ``M`` score evaluations per step.
+
+    Parameters
+    ----------
+    process : the forward process shared by the models.
+    scores : a non-empty list of callables ``(x, t) -> (n, ...)``; ``prediction`` names what they
+        predict (one name, or one per model), converted to scores by :func:`diffcore.reparametrize`.
+    x_init : ``(n, ...)`` prior draws at ``t_max``.
+    mode : ``"or"``, ``"and"`` or ``"average"``.
+    steps, t_min, t_max, grid, rng, prior_control, save_path : as for :func:`ito_log_density`.
+    weights : OR mixture weights ``(M,)`` (default uniform); temperature : OR temperature ``T``.
+    log_prob_init : ``None`` (the prior's log density for every model) or one start value per model
+        (an ``(n,)`` array or a callable of ``x_init``).
+
+    Returns
+    -------
+    :class:`~diffcore.Solution`: ``x`` the samples; ``model_log_densities`` ``(n, M)`` the estimates
+    of every ``log q^i_{t_min}(x)``; ``log_density`` ``(n,)``: for ``"or"`` the mixture's
+    ``log sum_i w_i q^i`` (its density when ``T = 1``), otherwise the mean of the ``M`` estimates
+    (for ``"and"`` they are equal); ``log_density_path`` that quantity at every grid time when
+    ``save_path``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        for bad models, mode, weights, grid, or a model output of the wrong shape (named).
+    FloatingPointError
+        when the state or an estimate stops being finite (with the step and the times).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from diffcore import VPSDE, Gaussian, exact_score
+    >>> p = VPSDE()
+    >>> models = [exact_score(p, Gaussian(np.full(2, c), np.eye(2))) for c in (-2.0, 2.0)]
+    >>> sol = superpose(p, models, p.prior_sample((5, 2), rng=0), mode="or", steps=20, rng=1)
+    >>> sol.x.shape, sol.model_log_densities.shape, sol.nfe
+    ((5, 2), (5, 2), 40)
+    """
+    check_choice("mode", mode, MODES)
+    x_init = check_x_init(x_init)
+    ts = grid_for(process, steps, t_min, t_max, grid)
+    models = _models(process, scores, prediction)
+    m = len(models)
+    w = _check_weights(weights, m, as_array(0.0, x_init)[None])
+    temperature = check_nonnegative("temperature", temperature)
+    if log_prob_init is None:
+        log_prob_init = [None] * m
+    if isinstance(log_prob_init, (str, bytes)) or not isinstance(log_prob_init, Sequence) or len(log_prob_init) != m:
+        raise ValueError(f"log_prob_init must be None or a list of one start value per model ({m})")
+    xp = namespace(x_init)
+    ell0 = xp.stack([start_values(process, x_init, v, f"log_prob_init[{i}]") for i, v in enumerate(log_prob_init)], 1)
+    mix = {"or": _or_mixer(w, temperature), "and": _and_mixer, "average": _average_mixer}[mode]
+    names = [f"scores[{i}]" for i in range(m)]
+    out = run(process, models, names, x_init, ts, rng, ell0, mix, prior_control=prior_control, save_path=save_path)
+
+    def combine(ell: Array) -> Array:
+        if mode == "or":
+            return logsumexp(ell + xp.log(w), axis=ell.ndim - 1)
+        return xp.mean(ell, axis=ell.ndim - 1)
+
+    return Solution(
+        x=out.x,
+        ts=ts,
+        nfe=out.nfe,
+        solver=EulerMaruyama(),
+        path=out.path,
+        log_density=combine(out.log_densities),
+        log_density_path=None if out.log_path is None else combine(out.log_path),
+        model_log_densities=out.log_densities,
+    )
