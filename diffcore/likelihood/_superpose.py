@@ -166,6 +166,13 @@ def superpose(
     mixture ``sum_i w_i q^i`` (:func:`superposition_weights`), ``"and"`` keeps the ``l_i`` equal
     (:func:`and_weights`), ``"average"`` uses ``kappa = 1/M``.  ``M`` score evaluations per step.
 
+    Two properties of AND to know.  Its weights cancel the noise along ``s_1 - s_2``, so the
+    path's diffusion is no longer ``g^2 I`` as the Itô formula assumes: the estimates carry a
+    bias of ``1/2 g^2 e^T (H_1 - H_2) e`` per unit time (``H_i`` the Hessians of ``log q^i``) that
+    a finer grid does not remove.  And ``kappa`` is not bounded: where the scores nearly agree the
+    linear system is ill-conditioned, ``kappa`` is large and a few paths are thrown far out, so
+    judge AND samples by robust statistics (quantiles), not by moments.
+
     Parameters
     ----------
     process : the forward process shared by the models.
