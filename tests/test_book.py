@@ -65,6 +65,7 @@ CHAPTERS = {
     "sde": "score",
     "flow": "score",
     "backbone": "score",
+    "fokker_planck": "score",
     "likelihood": "score",
 }
 
