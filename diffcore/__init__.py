@@ -5,6 +5,7 @@ measured orders, stochastic interpolants with exact fields, and Wasserstein comp
 NumPy by default, torch tensors (CPU or GPU) on the same code path.  ``import diffcore`` imports neither torch nor POT.
 """
 
+from diffcore import graphs
 from diffcore._parametrization import PREDICTIONS, convert, reparametrize
 from diffcore.distributions import (
     ExactField,
@@ -34,6 +35,7 @@ from diffcore.fokker_planck import (
     fp_terms,
     ode_sde_gap,
 )
+from diffcore.graphs import GraphLaboratory, GraphSDE, sample_graphs
 from diffcore.interpolants import (
     AbstractInterpolant,
     EncoderDecoderInterpolant,
@@ -122,6 +124,8 @@ __all__ = [
     "ForwardSDE",
     "Gaussian",
     "GaussianMixture",
+    "GraphLaboratory",
+    "GraphSDE",
     "Heun",
     "Interpolant",
     "InterpolantFields",
@@ -155,6 +159,7 @@ __all__ = [
     "fp_residual_norm",
     "fp_terms",
     "get_solver",
+    "graphs",
     "independent_coupling",
     "integrate",
     "interpolant_fields",
@@ -169,6 +174,7 @@ __all__ = [
     "reparametrize",
     "reverse_time",
     "sample",
+    "sample_graphs",
     "sliced_w2",
     "superpose",
     "superposition_weights",

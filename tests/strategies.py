@@ -158,3 +158,55 @@ def fp_cases(draw, max_dim: int = 3) -> tuple:
     data = draw(mixtures(dim=draw(st.integers(1, max_dim))))
     t = draw(st.floats(0.01, 1.0))
     return process, data, t, draw(points_near(dc.marginal(process, data, t), n=4))
+
+
+@st.composite
+def histogram_sets(draw, max_size: int = 5, max_bins: int = 8) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two sets of 1 to ``max_size`` non-negative count histograms of lengths 1 to ``max_bins``
+    (ragged, each with a positive sum), for the histogram MMD."""
+
+    def one() -> np.ndarray:
+        bins = draw(st.integers(1, max_bins))
+        h = draw(arrays(np.float64, (bins,), elements=st.integers(0, 5).map(float)))
+        h[draw(st.integers(0, bins - 1))] += 1.0
+        return h
+
+    n, m = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    return [one() for _ in range(n)], [one() for _ in range(m)]
+
+
+@st.composite
+def padded_graph_batches(draw, max_graphs: int = 3, max_nodes: int = 7, max_pad: int = 3) -> tuple:
+    """Graphs placed inside a padded batch: ``(graphs, A, mask)`` with ``graphs`` a list of 0/1
+    symmetric ``(N_i, N_i)`` adjacencies (``N_i >= 1``), ``A`` ``(n, N, N)`` holding graph ``i`` on
+    the nodes where ``mask[i] == 1`` (at random, not only leading, positions) and random edges
+    touching the padded nodes, which every statistic must ignore."""
+    n = draw(st.integers(1, max_graphs))
+    sizes = [draw(st.integers(1, max_nodes)) for _ in range(n)]
+    total = max(sizes) + draw(st.integers(0, max_pad))
+
+    def symmetric(k: int) -> np.ndarray:
+        upper = np.triu(draw(arrays(np.float64, (k, k), elements=st.sampled_from([0.0, 1.0]))), 1)
+        return upper + upper.T
+
+    graphs, adj, mask = [], np.zeros((n, total, total)), np.zeros((n, total), dtype=bool)
+    for i, k in enumerate(sizes):
+        g = symmetric(k)
+        nodes = np.sort(draw(st.permutations(range(total)))[:k])
+        junk = symmetric(total)
+        junk[np.ix_(nodes, nodes)] = g
+        graphs.append(g)
+        adj[i], mask[i, nodes] = junk, True
+    return graphs, adj, mask
+
+
+@st.composite
+def graph_batches(draw, n_max: int = 4, nodes_max: int = 6, features_max: int = 3) -> tuple:
+    """A valid graph batch ``(X (n, N, F), A (n, N, N), mask (n, N))``: real symmetric ``A`` with zero
+    diagonal and a random node mask (possibly empty), entries at masked-out nodes zero."""
+    n, N, F = draw(st.integers(1, n_max)), draw(st.integers(1, nodes_max)), draw(st.integers(1, features_max))
+    mask = draw(arrays(np.float64, (n, N), elements=st.sampled_from([0.0, 1.0])))
+    X = draw(arrays(np.float64, (n, N, F), elements=finite)) * mask[:, :, None]
+    upper = np.triu(draw(arrays(np.float64, (n, N, N), elements=finite)), k=1)
+    A = (upper + upper.transpose(0, 2, 1)) * mask[:, :, None] * mask[:, None, :]
+    return X, A, mask

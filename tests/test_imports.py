@@ -16,11 +16,11 @@ def _run(code: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("module", ["diffcore", "diffcore.testing"])
+@pytest.mark.parametrize("module", ["diffcore", "diffcore.testing", "diffcore.graphs"])
 def test_import_does_not_load_torch_or_pot(module):
     _run(
         f"import {module}, sys; "
-        "heavy = sorted(m for m in ('torch', 'ot') if m in sys.modules); "
+        "heavy = sorted(m for m in ('torch', 'ot', 'networkx') if m in sys.modules); "
         "assert not heavy, f'importing {module} loaded {heavy}'"
     )
 

@@ -32,6 +32,14 @@ class AbstractDynamics:
         """The scalar diffusion coefficient at time ``t``."""
         raise NotImplementedError
 
+    def mask_noise(self, noise: Array) -> Array:
+        """Zero ``noise`` (shaped like ``x``) on coordinates the dynamics holds fixed; by default none.
+
+        Solvers that add noise of their own (Langevin correctors) pass it through here, so that
+        coordinates with zero diffusion, such as the absent nodes of a graph, stay fixed.
+        """
+        return noise
+
     @property
     def stochastic(self) -> bool:
         """Whether the diffusion is non-zero."""

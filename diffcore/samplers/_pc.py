@@ -20,10 +20,14 @@ class PredictorCorrector(AbstractSolver):
     ``x <- x + e s(x, t_0) + sqrt(2 e) z`` with the signal-to-noise rule
     ``e = 2 (snr ||z|| / ||s(x, t_0)||)^2``, the norms averaged over the batch as in the
     paper's code (a per-sample ratio explodes where ``s`` vanishes), which leave ``p_{t_0}``
-    invariant in the small-step limit.  Predictor (reverse diffusion, alg. 2/3): with the
-    forward transition ``x_{t_0} = a x_{t_1} + b z``,
+    invariant in the small-step limit; the noise goes through ``dynamics.mask_noise``, so
+    coordinates without diffusion (absent graph nodes) stay fixed.  Predictor (reverse
+    diffusion, alg. 2/3): with the forward transition ``x_{t_0} = a x_{t_1} + b z``,
 
     .. math:: x_1 = (2 - a) x + b^2 s(x, t_0) + b z.
+
+    ``a`` and ``b`` may be arrays that broadcast against ``x`` (coordinate-wise coefficients,
+    as for the packed graph system of :class:`~diffcore.graphs.GraphReverseSDE`).
 
     ``order`` is the weak order of the predictor; for ``snr > 0`` the corrector adds a
     bias of order ``snr^2`` that does not vanish as the step count grows (it is an
@@ -59,7 +63,7 @@ class PredictorCorrector(AbstractSolver):
         xp = namespace(x)
         axes = tuple(range(1, x.ndim))
         for k in range(self.corrector_steps):
-            grad, z = dynamics.score(x, t0), noise[1 + k]
+            grad, z = dynamics.score(x, t0), dynamics.mask_noise(noise[1 + k])
             z_norm = xp.mean(xp.sqrt(xp.sum(z**2, axis=axes)))
             grad_norm = xp.mean(xp.sqrt(xp.sum(grad**2, axis=axes)))
             eps = 2.0 * (self.snr * z_norm / grad_norm) ** 2
