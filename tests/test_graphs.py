@@ -8,6 +8,8 @@ exactly (``propagate_gaussian_law``) to measure its weak order without Monte Car
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -23,6 +25,8 @@ from diffcore.graphs import (
     GraphReverseSDE,
     GraphSDE,
     check_graphs,
+    graph_mmd2,
+    graph_mmd2_floor,
     linear_half_step,
     pack,
     packed_mask,
@@ -258,7 +262,9 @@ def test_weak_order_on_the_gaussian_laboratory(solver, capsys):
 # -- sampling the laboratory: template frequencies --------------------------------------
 @pytest.mark.parametrize("method", METHODS)
 def test_sampling_recovers_template_frequencies(method, capsys):
-    """Pearson chi-square on the five template counts at level 0.001 (df = 4).  Expected counts are
+    """Template frequencies and graph statistics of exact-score samples, for every sampler.
+
+    Pearson chi-square on the five template counts at level 0.001 (df = 4).  Expected counts are
     n * P(template | node count of the mask).  Misclassified graphs (off every template after
     quantisation) must be under 1%: with tau = 0.1 a 0.5 rounding margin is 5 std."""
     rng = np.random.default_rng(11)
@@ -277,6 +283,30 @@ def test_sampling_recovers_template_frequencies(method, capsys):
         )
     assert off < 0.01
     assert chi2.pvalue > 1e-3
+    # graph statistics at the data-vs-data floor: MMD^2 of 300 sampled graphs to 300 fresh data
+    # graphs against 40 data-vs-data MMD^2 values.  A biased MMD^2 between samples of one law is a
+    # weighted sum of chi-square variables, at worst as skewed as chi^2_1, whose mean + 5 sd is its
+    # 99.5 % point; so "below mean + 5 sd" fails for a sampler at the floor with probability
+    # ~0.5 % per statistic, while a biased sampler lies many sd above.
+    m = 300
+    data = _quantized_lab_graphs(m, rng)
+    mmd = graph_mmd2(quantize(out.A[:m], mask=out.mask[:m]), data[0], mask_1=out.mask[:m], mask_2=data[1])
+    floor = _lab_mmd_floor(m)
+    table = np.array([[v.degree, v.clustering, v.spectrum] for v in floor.values])
+    limit = table.mean(axis=0) + 5 * table.std(axis=0, ddof=1)
+    with capsys.disabled():
+        print(f"{method}: MMD^2 {mmd} limit {np.round(limit, 5).tolist()}")
+    assert np.all(np.array([mmd.degree, mmd.clustering, mmd.spectrum]) < limit), (mmd, limit)
+
+
+def _quantized_lab_graphs(n, rng):
+    _, A, mask = LAB.sample(n, rng)
+    return quantize(A, mask=mask), mask
+
+
+@functools.cache
+def _lab_mmd_floor(n):
+    return graph_mmd2_floor(lambda k, r: _quantized_lab_graphs(k, r), n, repeats=40, rng=5)
 
 
 def test_laboratory_samples_and_classification_agree_with_networkx():
