@@ -13,6 +13,8 @@ Perturbations (applied by monkeypatching the class, so every field the chapter b
 - ``score``: every exact score is 10 % too long (``ExactField`` of kind ``"score"`` and the
   interpolant fields' score and velocity).  Every chapter that samples, estimates or converts
   with an exact field must notice.
+- ``graph_score``: the graph laboratory's exact joint score is 10 % too long
+  (``GraphLaboratory.exact_score``), for the graphs chapter, whose laboratory is not an ``ExactField``.
 - ``diffusion``: the process's ``g(t)^2`` is 2 % too large, i.e. the SDE no longer matches its
   own marginals (for the toolkit chapter, whose claims are about SDEs, not scores).
 """
@@ -47,6 +49,22 @@ ExactField.__call__ = _longer(ExactField.__call__, kinds=("score",))
 InterpolantFields.score = _longer(InterpolantFields.score)
 InterpolantFields.velocity = _longer(InterpolantFields.velocity)
 ''',
+    "graph_score": '''
+from diffcore.graphs import GraphLaboratory
+
+_exact_score = GraphLaboratory.exact_score
+
+def _longer_graph_score(self, system):
+    score = _exact_score(self, system)
+
+    def longer(X, A, t, mask=None):
+        s_x, s_a = score(X, A, t, mask)
+        return 1.1 * s_x, 1.1 * s_a
+
+    return longer
+
+GraphLaboratory.exact_score = _longer_graph_score
+''',
     "diffusion": '''
 from diffcore.processes import AbstractProcess
 
@@ -67,6 +85,7 @@ CHAPTERS = {
     "backbone": "score",
     "fokker_planck": "score",
     "likelihood": "score",
+    "graphs": "graph_score",
 }
 
 

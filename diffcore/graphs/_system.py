@@ -151,6 +151,9 @@ class PackedProcess:
     exponential integrators) do not apply.
     """
 
+    #: no mean shift: the coordinates follow ``dx = f(t) x dt + g(t) dW`` (see ``AbstractProcess.shift``)
+    shift = None
+
     def __init__(self, system: GraphSDE, mask: Array, n_features: int) -> None:
         self.system, self.n_features = system, n_features
         xp = namespace(mask)

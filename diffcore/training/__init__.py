@@ -17,6 +17,7 @@ except ImportError as err:  # pragma: no cover - torch is part of the dev instal
 from diffcore.training._error import FieldError, field_error
 from diffcore.training._fit import FitResult, fit
 from diffcore.training._fp import dsm_fp_loss, fp_penalty
+from diffcore.training._graph import GRAPH_WEIGHTINGS, GraphScoreNet, graph_dsm_loss, graph_score_error
 from diffcore.training._interpolant_losses import (
     flow_matching_loss,
     interpolant_denoiser_loss,
@@ -27,9 +28,11 @@ from diffcore.training._losses import WEIGHTINGS, denoising_loss, dsm_loss
 from diffcore.training._net import MLPField
 
 __all__ = [
+    "GRAPH_WEIGHTINGS",
     "WEIGHTINGS",
     "FieldError",
     "FitResult",
+    "GraphScoreNet",
     "MLPField",
     "denoising_loss",
     "dsm_fp_loss",
@@ -38,6 +41,8 @@ __all__ = [
     "fit",
     "flow_matching_loss",
     "fp_penalty",
+    "graph_dsm_loss",
+    "graph_score_error",
     "interpolant_denoiser_loss",
     "interpolant_score_loss",
     "interpolant_velocity_loss",
