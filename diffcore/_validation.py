@@ -114,3 +114,18 @@ def check_time_for(t: Any, x: Any) -> Any:
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
     return as_array(t, x)
+
+
+def check_unshifted(process: Any, who: str) -> None:
+    """Raise ``ValueError`` for a process with a mean shift ``mu`` (a mean-reverting SDE).
+
+    Code that writes the forward drift as ``f(t) x``, or ``x_t`` as ``alpha x_0 + sigma eps``,
+    is only right for processes without a shift; this check keeps it from silently computing
+    the wrong thing on ``x_t = mu + alpha (x_0 - mu) + sigma eps``.
+    """
+    if getattr(process, "shift", None) is not None:
+        raise ValueError(
+            f"{who} assumes a process without a mean shift (drift f(t) x); {type(process).__name__} "
+            f"has shift mu (drift f(t)(x - mu)): apply it to x - mu with a shift-free process of the same "
+            f"alpha and sigma"
+        )

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -28,8 +29,12 @@ import diffcore as dc
 from diffcore.testing import fit_order, propagate_gaussian_law, reference_ode_solution
 from tests.conftest import PROCESSES, circle_mixture, random_gaussian
 
-ODE_SOLVERS = [name for name, cls in dc.SOLVERS.items() if not cls.stochastic]
-SDE_SOLVERS = [name for name, cls in dc.SOLVERS.items() if cls.stochastic]
+#: solvers for every affine process; those declared for one family (``processes ==
+#: "mean_reverting"``: mrs_ode, mrs_sde) refuse the processes below and have the same order and
+#: driver-contract tests on their own process in test_mean_reverting.py
+AFFINE_SOLVERS = [name for name, cls in dc.SOLVERS.items() if cls.processes == "affine"]
+ODE_SOLVERS = [name for name in AFFINE_SOLVERS if not dc.SOLVERS[name].stochastic]
+SDE_SOLVERS = [name for name in AFFINE_SOLVERS if dc.SOLVERS[name].stochastic]
 #: stochastic solvers whose step is affine in (state, noise), so propagate_gaussian_law is exact
 AFFINE_SDE_SOLVERS = ["euler_maruyama", "ancestral"]
 T_MIN = 1e-3
@@ -50,7 +55,28 @@ ORDER_TOL = 0.25
 #: its error at 800 steps (>= 1.1e-10, P1-cosine) must stay far above the DOP853 reference error
 #: (measured <= 4e-12); the test checks a factor >= 100, so a range that reached the reference's
 #: floor would fail loudly instead of flattening the slope.
-ODE_STEPS = {1: (100, 200, 400, 800), 2: (100, 200, 400, 800), 4: (100, 200, 400, 800)}
+ODE_STEPS = {1: (100, 200, 400, 800), 2: (100, 200, 400, 800), 3: (100, 200, 400, 800), 4: (100, 200, 400, 800)}
+
+#: The exponential integrators (DPM-Solver, DPM-Solver++, DEIS, UniPC) step in log-SNR time and are
+#: measured on the grid uniform in lambda they are designed for (Lu et al. 2022, sec. 3.3).  On the
+#: uniform-t grid the last steps are long in lambda (h_lambda ~ log(1 + 1/(N t_min)) / 2, ~0.4 at
+#: N = 800) and their multistep history spans step ratios far from 1, so 100-800 steps are
+#: pre-asymptotic there (measured: deis_2 1.59-1.78, unipc_2 1.59-1.70 on P1-vp/P2).  On the
+#: log_snr grid, 100-800 steps, fitted slopes: order 2 in 1.90-2.01, order 3 in 2.85-3.04, except
+#: dpm_solver_pp_3m on P2 (3.91: its fourth-order term dominates; local slopes 4.0, 3.99, 3.93,
+#: 3.8, 3.55 from 50 to 1600 steps, tending to 3).
+EXPONENTIAL = {"dpm_solver_2", "dpm_solver_3", "dpm_solver_pp_2m", "dpm_solver_pp_3m"}
+EXPONENTIAL |= {"deis_1", "deis_2", "deis_3", "unipc_2", "unipc_3"}
+#: BDIA combines DDIM (exponential-integrator) increments; on the uniform-t grid of VP its leapfrog
+#: error constants grow with the drift rate ~10 (local slopes 1.60-1.95 from 100 to 3200 steps on
+#: P1-vp), on the log_snr grid it fits 2.00-2.01 on all four problems from 100 steps
+EXPONENTIAL |= {"bdia"}
+
+#: Cases whose declared order only shows at more steps.  dpm_solver_pp_3m on P2: local slopes 3.80,
+#: 3.55, 3.11, 2.97 from 400 to 6400 steps (errors 1.7e-7 ... 1.5e-11); on 1600-6400 it fits 3.09.
+#: Its smallest error is then only ~30x the 1e-13 reference's error (~4e-13, from a 1e-14 run), so
+#: these cases use that reference and a factor 30: a 3 % error moves the fitted slope by < 0.02.
+LATE_ASYMPTOTIC = {("dpm_solver_pp_3m", "P2-vp"): (1600, 3200, 6400)}
 
 #: (process, data) pairs: P1 (2-D 8-component circle mixture) under three processes, and the
 #: 64-D Gaussian P2 (eigenvalues in [0.01, 4], so a stiff score near t_min) under VP.
@@ -69,16 +95,18 @@ def _pathwise_error(x, ref) -> float:
 
 
 @functools.cache
-def _ode_problem(name: str):
+def _ode_problem(name: str, tol: float = 1e-12):
     """Prior points (fixed seed), the ODE, its DOP853 reference at t_min and that reference's error bound."""
     process, data = ODE_PROBLEMS[name]
     score = dc.exact_score(process, data)
     x_init = process.prior_sample((N_POINTS, data.dim), rng=0)
     ode = dc.ProbabilityFlowODE(process, score)
-    ref = reference_ode_solution(ode, x_init, 1.0, T_MIN)
-    # A reference ten times tighter is ~10x more accurate: its distance to the 1e-12 reference
-    # estimates the latter's error.
-    tighter = reference_ode_solution(ode, x_init, 1.0, T_MIN, rtol=1e-13, atol=1e-13)
+    ref = reference_ode_solution(ode, x_init, 1.0, T_MIN, rtol=tol, atol=tol)
+    # A reference ten times tighter is ~10x more accurate: its distance to the reference estimates
+    # the latter's error (SciPy floors rtol at ~2.2e-14, so at tol = 1e-13 this is an upper bound).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "At least one element of `rtol` is too small", UserWarning)
+        tighter = reference_ode_solution(ode, x_init, 1.0, T_MIN, rtol=tol / 10, atol=tol / 10)
     return process, score, x_init, ref, _pathwise_error(tighter, ref)
 
 
@@ -88,13 +116,17 @@ def test_ode_solver_pathwise_order(method, problem):
     order = dc.SOLVERS[method].order
     if order not in ODE_STEPS:
         pytest.fail(f"no asymptotic step range chosen for declared order {order} of {method}; add one to ODE_STEPS")
-    steps = ODE_STEPS[order]
-    process, score, x_init, ref, ref_error = _ode_problem(problem)
+    late = (method, problem) in LATE_ASYMPTOTIC
+    steps = LATE_ASYMPTOTIC[method, problem] if late else ODE_STEPS[order]
+    process, score, x_init, ref, ref_error = _ode_problem(problem, 1e-13 if late else 1e-12)
+    grid = "log_snr" if method in EXPONENTIAL else "uniform"
     errors = [
-        _pathwise_error(dc.sample(process, score, x_init, method=method, steps=n, t_min=T_MIN).x, ref) for n in steps
+        _pathwise_error(dc.sample(process, score, x_init, method=method, steps=n, t_min=T_MIN, grid=grid).x, ref)
+        for n in steps
     ]
-    # reference error below 1% of the smallest error: it moves log(error) by < 0.01, the slope by less
-    assert min(errors) > 100 * ref_error, (errors, ref_error)
+    # reference error below 1% (LATE_ASYMPTOTIC: 3 %) of the smallest error: it moves log(error) by
+    # < 0.01 (0.03), the slope by less
+    assert min(errors) > (30 if late else 100) * ref_error, (errors, ref_error)
     slope = fit_order(steps, errors)
     assert abs(slope - order) < ORDER_TOL, f"{method} on {problem}: slope {slope:.3f}, declared {order}; {errors}"
 
@@ -277,7 +309,7 @@ def test_solution_is_frozen():
         sol.nfe = 0
 
 
-@pytest.mark.parametrize("method", list(dc.SOLVERS))
+@pytest.mark.parametrize("method", AFFINE_SOLVERS)
 def test_nfe_is_the_number_of_score_calls(method):
     score = CountingScore(SCORE)
     sol = dc.sample(PROC, score, _x(), method=method, steps=7, rng=0)
@@ -333,7 +365,7 @@ def test_ode_solvers_ignore_rng():
         )
 
 
-@pytest.mark.parametrize("method", list(dc.SOLVERS))
+@pytest.mark.parametrize("method", AFFINE_SOLVERS)
 @pytest.mark.parametrize("step", [1, 3])
 def test_nan_from_the_score_names_the_step(method, step):
     """The first score call of step ``step`` returns NaN: the error names that step and its times."""
@@ -422,7 +454,7 @@ def test_bad_grids_raise(ts, match):
         dc.integrate(dc.ProbabilityFlowODE(PROC, SCORE), _x(), np.asarray(ts, dtype=float), "euler")
 
 
-@pytest.mark.parametrize("method", [m for m, cls in dc.SOLVERS.items() if cls.stochastic])
+@pytest.mark.parametrize("method", SDE_SOLVERS)
 def test_stochastic_solvers_need_a_decreasing_grid(method):
     with pytest.raises(ValueError, match="must be decreasing"):
         dc.integrate(dc.ReverseSDE(PROC, SCORE), _x(), np.linspace(0.1, 1.0, 4), method, rng=0)
@@ -497,7 +529,7 @@ def test_time_grid_validates():
 # -- backends ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", list(dc.SOLVERS))
+@pytest.mark.parametrize("method", AFFINE_SOLVERS)
 def test_sample_on_backends_agrees_with_numpy(backend, method):
     """Array type, dtype and device follow x_init; numbers agree with NumPy float64.
 

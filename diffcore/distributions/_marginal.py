@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from diffcore._array import is_scalar_time
+from diffcore._array import as_array, broadcast_time, is_scalar_time
 from diffcore._validation import check_choice, check_points, check_time, check_time_for
 from diffcore.distributions._components import component_terms, logsumexp, softmax
 from diffcore.distributions._mixture import Gaussian, GaussianMixture
@@ -21,10 +21,23 @@ def _check(process: Any, data: Any) -> GaussianMixture:
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
     if isinstance(data, Gaussian):
-        return data.as_mixture()
-    if isinstance(data, GaussianMixture):
-        return data
-    raise TypeError(f"data must be a Gaussian or a GaussianMixture; got {type(data).__name__}")
+        mixture = data.as_mixture()
+    elif isinstance(data, GaussianMixture):
+        mixture = data
+    else:
+        raise TypeError(f"data must be a Gaussian or a GaussianMixture; got {type(data).__name__}")
+    shift = process.shift
+    if shift is not None and shift.ndim and tuple(shift.shape) != (mixture.dim,):
+        raise ValueError(
+            f"the process's mean shift mu must be a scalar or have shape ({mixture.dim},) like the data; "
+            f"got shape {tuple(shift.shape)}"
+        )
+    return mixture
+
+
+def _offset(process: AbstractProcess, alpha: Any, like: Array) -> Array:
+    """``(1 - alpha(t)) mu`` shaped like ``like`` (n, d): the mean the shift adds to ``alpha x_0 + sigma eps``."""
+    return broadcast_time(1 - alpha, like) * as_array(process.shift, like)
 
 
 def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
@@ -32,13 +45,22 @@ def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
 
     A Gaussian ``N(m, C)`` goes to ``N(alpha m, alpha^2 C + sigma^2 I)``; a mixture goes to the
     mixture of the pushed components with the same weights (Song et al. 2021, app. B).
+    For a process with a mean :attr:`~diffcore.processes.AbstractProcess.shift` ``mu``
+    (mean reverting), ``x_t = mu + alpha (x_0 - mu) + sigma eps``: every mean moves by
+    ``(1 - alpha) mu`` (Luo et al. 2023, eq. 5).
     ``t`` is a float in ``[0, 1]``; for per-sample times use :func:`exact_score` and friends.
     """
     _check(process, data)
     t = check_time(t)
     if not is_scalar_time(t):
         raise ValueError(f"marginal needs a scalar t; got an array of shape {tuple(t.shape)}")
-    return data.affine(process.alpha(t), process.sigma(t))
+    alpha = process.alpha(t)
+    law = data.affine(alpha, process.sigma(t))
+    if process.shift is None:
+        return law
+    if isinstance(law, Gaussian):
+        return Gaussian(law.mean + (1 - alpha) * as_array(process.shift, law.mean), law.cov)
+    return GaussianMixture(law.weights, law.means + (1 - alpha) * as_array(process.shift, law.means), law.covs)
 
 
 _KINDS = ("score", "denoiser", "log_prob")
@@ -57,8 +79,10 @@ class ExactField:
               E[x_0 | x_t = x] = \sum_k r_k(x) \big(m_k + \alpha C_k V_k^{-1}(x - \alpha m_k)\big),
 
     which satisfy Tweedie's formula ``score = (alpha E[x_0|x] - x) / sigma^2``
-    (Efron 2011; Kadkhodaie and Simoncelli 2021).  Results follow ``x``'s array type, dtype
-    and device.
+    (Efron 2011; Kadkhodaie and Simoncelli 2021).  For a process with a mean shift ``mu``
+    every formula is evaluated at ``x - (1 - alpha) mu`` (then the denoiser is still
+    ``E[x_0 | x_t = x]`` and Tweedie reads ``score = (alpha E[x_0|x] + (1 - alpha) mu - x) / sigma^2``).
+    Results follow ``x``'s array type, dtype and device.
     """
 
     process: AbstractProcess
@@ -74,6 +98,8 @@ class ExactField:
         check_points(x, mixture.dim)
         t = check_time_for(t, x)
         a, s = self.process.alpha(t), self.process.sigma(t)
+        if self.process.shift is not None:
+            x = x - _offset(self.process, a, x)
         comps = mixture._components.like(x)
         log_joint, proj, var = component_terms(x, comps, a, s**2)
         if self.kind == "log_prob":

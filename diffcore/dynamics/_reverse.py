@@ -64,10 +64,13 @@ class AbstractReverseDynamics(AbstractDynamics):
     noise_scale: float
 
     def drift(self, x: Array, t: Any) -> Array:
-        r"""``f(t) x - (1 + eta^2)/2 g(t)^2 s(x, t)`` (one score evaluation)."""
-        f = broadcast_time(self.process.drift_coef(t), x)
+        r"""``f(t) x - (1 + eta^2)/2 g(t)^2 s(x, t)`` (one score evaluation).
+
+        The forward drift is ``process.drift(x, t)``: ``f(t) x``, or ``f(t)(x - mu)`` for a
+        process with a mean :attr:`~diffcore.processes.AbstractProcess.shift`.
+        """
         g2 = broadcast_time(self.process.diffusion_squared(t), x)
-        return f * x - (0.5 * (1.0 + self.noise_scale**2)) * g2 * self.score(x, t)
+        return self.process.drift(x, t) - (0.5 * (1.0 + self.noise_scale**2)) * g2 * self.score(x, t)
 
     def diffusion(self, t: Any) -> Any:
         """``eta g(t)``."""

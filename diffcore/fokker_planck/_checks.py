@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, is_scalar_time, namespace
+from diffcore._validation import check_unshifted
 from diffcore.processes import AbstractProcess
 
 __all__ = ["check_field", "check_fp_time", "check_output", "check_process", "check_x"]
@@ -18,6 +19,7 @@ def check_process(process: Any) -> AbstractProcess:
     """An :class:`~diffcore.processes.AbstractProcess`."""
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "the Fokker–Planck residual")
     return process
 
 

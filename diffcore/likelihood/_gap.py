@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffcore._array import namespace
-from diffcore._validation import check_positive
+from diffcore._validation import check_positive, check_unshifted
 from diffcore.distributions import exact_log_prob, exact_score
 from diffcore.likelihood._divergence import field_divergence
 from diffcore.processes import AbstractProcess
@@ -57,6 +57,7 @@ def t_min_gap(process: AbstractProcess, data: Any, x: Array, t_min: float) -> TM
     >>> bool(abs(gap.exact[0] / gap.first_order[0] - 1) < 1e-2)
     True
     """
+    check_unshifted(process, "t_min_gap")
     t_min = check_positive("t_min", t_min)
     if t_min > 1:
         raise ValueError(f"t_min must lie in (0, 1]; got {t_min}")

@@ -49,7 +49,7 @@ import numpy as np
 
 from diffcore._array import as_array, namespace, normal, resolve_rng
 from diffcore._parametrization import PREDICTIONS, reparametrize
-from diffcore._validation import check_choice, check_finite
+from diffcore._validation import check_choice, check_finite, check_unshifted
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import EulerMaruyama, Solution, time_grid
 
@@ -194,6 +194,7 @@ def grid_for(process: Any, steps: int, t_min: float, t_max: float, grid: str) ->
     """The decreasing time grid, after checking ``process``."""
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "the Itô density estimator")
     return time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, device_of, namespace, normal, resolve_rng, uniform
-from diffcore._validation import check_choice, check_finite, check_positive, check_steps
+from diffcore._validation import check_choice, check_finite, check_positive, check_steps, check_unshifted
 from diffcore.dynamics import AbstractDynamics
 from diffcore.likelihood._divergence import divergence_kind, evaluate
 from diffcore.processes import AbstractProcess
@@ -195,6 +195,7 @@ def log_likelihood(
     """
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "log_likelihood")
     if not callable(score):
         raise TypeError(f"score must be callable (x, t) -> array; got {type(score).__name__}")
     _check_x(x)

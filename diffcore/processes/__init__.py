@@ -2,7 +2,17 @@
 
 from diffcore.processes._affine import AffineProcess
 from diffcore.processes._base import AbstractProcess, Transition
+from diffcore.processes._mean_reverting import MeanRevertingSDE
 from diffcore.processes._ve import VESDE
 from diffcore.processes._vp import VPSDE, CosineVPSDE, SubVPSDE
 
-__all__ = ["VESDE", "VPSDE", "AbstractProcess", "AffineProcess", "CosineVPSDE", "SubVPSDE", "Transition"]
+__all__ = [
+    "VESDE",
+    "VPSDE",
+    "AbstractProcess",
+    "AffineProcess",
+    "CosineVPSDE",
+    "MeanRevertingSDE",
+    "SubVPSDE",
+    "Transition",
+]

@@ -49,6 +49,16 @@ class AbstractProcess(abc.ABC):
     #: standard deviation of the isotropic Gaussian prior at ``t = 1``
     prior_std: float = 1.0
 
+    @property
+    def shift(self) -> Any:
+        """The mean ``mu`` of ``x_t = mu + alpha(t)(x_0 - mu) + sigma(t) eps``; ``None`` (no shift) here.
+
+        Only mean-reverting processes (:class:`~diffcore.processes.MeanRevertingSDE`) have one;
+        their ``alpha``/``sigma``/``drift_coef`` describe ``x - mu``.  Code that writes the
+        drift as ``f(t) x`` or steps with ``alpha`` ratios must check this is ``None``.
+        """
+        return None
+
     # -- schedule formulas supplied by subclasses ------------------------------------------
     @abc.abstractmethod
     def _alpha(self, t: Array, xp: Any) -> Array: ...

@@ -26,11 +26,15 @@ class AbstractSolver(abc.ABC):
     order : the global order: of the error of ``x`` at the end (pathwise) for ODE solvers,
         of the error in law (weak order) for stochastic ones.
     stochastic : whether the solver integrates the reverse SDE (``eta = 1``) and needs noise.
+    processes : the processes the solver applies to: ``"affine"`` (every process; the generic
+        test-suite runs these) or ``"mean_reverting"`` (only
+        :class:`~diffcore.processes.MeanRevertingSDE`; tested in ``tests/test_mean_reverting.py``).
     """
 
     name: ClassVar[str]
     order: ClassVar[int]
     stochastic: ClassVar[bool] = False
+    processes: ClassVar[str] = "affine"
 
     @property
     def noise_draws(self) -> int:
@@ -64,12 +68,25 @@ class AbstractSolver(abc.ABC):
         return f"{type(self).__name__}()"
 
 
-def require_reverse_dynamics(solver: AbstractSolver, dynamics: AbstractDynamics, noise_scale: float | None) -> None:
-    """Raise unless ``dynamics`` is reverse-time dynamics of a process (with ``noise_scale``, if given)."""
+def require_reverse_dynamics(
+    solver: AbstractSolver, dynamics: AbstractDynamics, noise_scale: float | None, *, allow_shift: bool = False
+) -> None:
+    """Raise unless ``dynamics`` is reverse-time dynamics of a process (with ``noise_scale``, if given).
+
+    Such solvers step with ``alpha``/``sigma`` ratios of ``x_t = alpha x_0 + sigma eps``, which is
+    wrong for a process with a mean shift (``x_t = mu + alpha (x_0 - mu) + sigma eps``) unless the
+    solver handles ``mu`` itself and says so with ``allow_shift=True``.
+    """
     if not isinstance(dynamics, AbstractReverseDynamics):
         raise TypeError(
             f"{solver.name} steps with the forward process, so it needs ReverseSDE or ProbabilityFlowODE "
             f"dynamics; got {type(dynamics).__name__}"
+        )
+    if not allow_shift and dynamics.process.shift is not None:
+        raise ValueError(
+            f"{solver.name} assumes x_t = alpha x_0 + sigma eps without a mean shift; "
+            f"{type(dynamics.process).__name__} has mean mu: use mrs_ode or mrs_sde (or a Runge-Kutta "
+            f"solver such as euler, heun, rk4, or euler_maruyama)"
         )
     if noise_scale is not None and dynamics.noise_scale != noise_scale:
         raise ValueError(

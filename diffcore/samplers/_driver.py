@@ -15,6 +15,7 @@ from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
 from diffcore.samplers._grids import time_grid
 from diffcore.samplers._registry import get_solver
+from diffcore.samplers._statistics import StepStatistics
 
 __all__ = ["Solution", "integrate", "sample"]
 
@@ -29,7 +30,8 @@ class Solution:
     ----------
     x : the final state, shape ``(n, ...)``, with ``x_init``'s array type, dtype and device.
     ts : the time grid, NumPy float64 of shape ``(steps + 1,)``.
-    nfe : the number of score evaluations.
+    nfe : the number of score evaluations (for adaptive solvers the true count, rejected trial
+        steps included).
     solver : the solver object used.
     path : the states at every grid time, shape ``(steps + 1, n, ...)``, or ``None``.
     log_density : for density-tracking integrators (:func:`diffcore.ito_log_density`,
@@ -38,6 +40,9 @@ class Solution:
         path is saved; else ``None``.
     model_log_densities : for :func:`diffcore.superpose`, the estimate of each model's
         ``log p^i`` at ``x``, shape ``(n, M)``; else ``None``.
+    accepted_steps : steps taken by :func:`integrate`: the grid steps, or for an adaptive solver
+        its accepted internal steps; ``None`` for results not made by :func:`integrate`.
+    rejected_steps : trial steps an adaptive solver rejected (0 for fixed-step solvers).
     """
 
     x: Any
@@ -48,6 +53,8 @@ class Solution:
     log_density: Any = None
     log_density_path: Any = None
     model_log_densities: Any = None
+    accepted_steps: int | None = None
+    rejected_steps: int | None = None
 
 
 def _check_grid(ts: Any) -> list[float]:
@@ -127,12 +134,16 @@ def integrate(
             )
         if save_path:
             path.append(x)
+    # solvers whose cost varies per step (adaptive ones) count it in their state
+    counted = state if isinstance(state, StepStatistics) else None
     return Solution(
         x=x,
         ts=np.asarray(grid),
-        nfe=n_steps * solver.nfe_per_step,
+        nfe=counted.nfe if counted else n_steps * solver.nfe_per_step,
         solver=solver,
         path=xp.stack(path) if save_path else None,
+        accepted_steps=counted.accepted if counted else n_steps,
+        rejected_steps=counted.rejected if counted else 0,
     )
 
 

@@ -4,26 +4,68 @@ from __future__ import annotations
 
 from typing import Any
 
+from diffcore.samplers._adaptive import Adaptive
 from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._bdia import BDIA
 from diffcore.samplers._ddim import DDIM
+from diffcore.samplers._deis import DEIS1, DEIS2, DEIS3
+from diffcore.samplers._dpm import DPMSolver2, DPMSolver3, DPMSolverPP2M, DPMSolverPP3M
+from diffcore.samplers._edm import EDMHeun, EDMStochastic
+from diffcore.samplers._momentum import GHVB, HeavyBall
+from diffcore.samplers._mrs import MRSODE, MRSSDE
 from diffcore.samplers._ode import RK4, Euler, Heun
 from diffcore.samplers._pc import PredictorCorrector
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
+from diffcore.samplers._unipc import UniPC2, UniPC3
 
-__all__ = ["SOLVERS", "get_solver"]
+__all__ = ["ADAPTIVE_SOLVERS", "SOLVERS", "get_solver"]
 
-#: name -> solver class; ODE solvers first, then the reverse-SDE samplers
+#: name -> solver class; ODE solvers first, then the reverse-SDE samplers, then those of one
+#: process family only (``processes == "mean_reverting"``)
 SOLVERS: dict[str, type[AbstractSolver]] = {
-    cls.name: cls for cls in (Euler, Heun, RK4, DDIM, EulerMaruyama, Ancestral, PredictorCorrector)
+    cls.name: cls
+    for cls in (
+        Euler,
+        Heun,
+        RK4,
+        DDIM,
+        DPMSolver2,
+        DPMSolver3,
+        DPMSolverPP2M,
+        DPMSolverPP3M,
+        DEIS1,
+        DEIS2,
+        DEIS3,
+        UniPC2,
+        UniPC3,
+        EDMHeun,
+        HeavyBall,
+        GHVB,
+        BDIA,
+        EulerMaruyama,
+        Ancestral,
+        PredictorCorrector,
+        EDMStochastic,
+        MRSODE,
+        MRSSDE,
+    )
 }
 
 
+#: name -> adaptive solver class: no convergence order in the number of grid steps (the error is
+#: set by rtol/atol), so kept apart from :data:`SOLVERS`, whose members the tests hold to a
+#: measured order and to ``nfe == steps * nfe_per_step``
+ADAPTIVE_SOLVERS: dict[str, type[AbstractSolver]] = {Adaptive.name: Adaptive}
+
+
 def get_solver(method: Any) -> AbstractSolver:
-    """A solver object from a name in :data:`SOLVERS` (or the object itself)."""
+    """A solver object from a name in :data:`SOLVERS` or :data:`ADAPTIVE_SOLVERS` (or the object itself)."""
     if isinstance(method, AbstractSolver):
         return method
     if isinstance(method, str):
+        if method in ADAPTIVE_SOLVERS:
+            return ADAPTIVE_SOLVERS[method]()
         if method not in SOLVERS:
-            raise ValueError(f"unknown method {method!r}; known: {', '.join(SOLVERS)}")
+            raise ValueError(f"unknown method {method!r}; known: {', '.join([*SOLVERS, *ADAPTIVE_SOLVERS])}")
         return SOLVERS[method]()
     raise TypeError(f"method must be a solver name or an AbstractSolver; got {type(method).__name__}")

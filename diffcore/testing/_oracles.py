@@ -9,7 +9,7 @@ import numpy as np
 
 from diffcore._array import to_float_list
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
-from diffcore.samplers import get_solver
+from diffcore.samplers import get_solver, integrate
 
 __all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
 
@@ -55,8 +55,11 @@ def propagate_gaussian_law(
     ``xi`` the step's standard-normal draws.  Probing the step with the basis vectors gives
     ``A``, ``B`` and ``c``; then ``N(m, C)`` goes to ``N(A m + c, A C A^T + B B^T)`` exactly,
     with no Monte Carlo noise.  This is how the weak order of a stochastic sampler is measured
-    to machine precision.  (Not valid for steps that are not affine, e.g. the Langevin
-    corrector of ``pc`` whose step size depends on the batch.)
+    to machine precision.  Deterministic solvers are probed over the whole grid through
+    :func:`~diffcore.integrate`, so multistep methods (which carry a state) are exact too;
+    stochastic solvers are probed step by step and must keep no state (else ``ValueError``).
+    (Not valid for steps that are not affine, e.g. the Langevin corrector of ``pc`` whose step
+    size depends on the batch, or an adaptive solver whose step control sees the whole batch.)
 
     Parameters: ``mean (d,)``, ``cov (d, d)`` the law at ``ts[0]``; returns the law at ``ts[-1]``.
     """
@@ -68,20 +71,31 @@ def propagate_gaussian_law(
     k = solver.noise_draws
     grid = to_float_list(ts)
     probes = np.vstack([np.zeros((1, d)), np.eye(d)])
+    if not k:
+        # deterministic: the whole integration is one affine map, probed through the driver, so
+        # solvers that carry a state between steps (multistep methods) are handled exactly
+        out = integrate(dynamics, probes, grid, solver).x
+        a = (out[1:] - out[0]).T
+        c = a @ c @ a.T
+        return a @ m + out[0], 0.5 * (c + c.T)
     for t0, t1 in itertools.pairwise(grid):
-        zero_noise = np.zeros((k, d + 1, d)) if k else None
-        out, _ = solver.step(dynamics, probes, t0, t1, zero_noise, None)
+        zero_noise = np.zeros((k, d + 1, d))
+        out, state = solver.step(dynamics, probes, t0, t1, zero_noise, None)
+        if state is not None:
+            raise ValueError(
+                f"propagate_gaussian_law probes stochastic steps one at a time, so it needs a solver "
+                f"without state between steps; {solver.name} keeps one"
+            )
         shift = out[0]
         a = (out[1:] - shift).T
         m = a @ m + shift
         c = a @ c @ a.T
-        if k:
-            noise = np.zeros((k, k * d, d))
-            for j in range(k):
-                noise[j, j * d : (j + 1) * d, :] = np.eye(d)
-            out_n, _ = solver.step(dynamics, np.zeros((k * d, d)), t0, t1, noise, None)
-            b = (out_n - shift).T
-            c = c + b @ b.T
+        noise = np.zeros((k, k * d, d))
+        for j in range(k):
+            noise[j, j * d : (j + 1) * d, :] = np.eye(d)
+        out_n, _ = solver.step(dynamics, np.zeros((k * d, d)), t0, t1, noise, None)
+        b = (out_n - shift).T
+        c = c + b @ b.T
     return m, 0.5 * (c + c.T)
 
 

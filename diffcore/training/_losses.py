@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from diffcore._parametrization import PREDICTIONS
-from diffcore._validation import check_choice
+from diffcore._validation import check_choice, check_unshifted
 from diffcore.processes import AbstractProcess
 from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
 
@@ -87,6 +87,7 @@ def denoising_loss(
     """
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "denoising_loss")
     check_choice("prediction", prediction, PREDICTIONS)
     weight_fn = _weighting(weighting)
     t_min, t_max = check_time_range(t_min, t_max, open_ends=False)
