@@ -442,3 +442,21 @@ def test_solver_objects_are_registered():
         assert isinstance(dc.get_solver(name), cls) and name in dc.SOLVERS
     assert "adaptive" not in dc.SOLVERS  # no order in the step count: not in the order-tested list
     assert math.isclose(float(amplification_factor("euler", -1.0)), 0.0, abs_tol=1e-15)
+
+
+def test_sample_passes_solver_options_by_name():
+    """sample(method="adaptive", rtol=..., atol=...) equals passing the configured object; options
+    are refused with an object and named when the solver does not take them."""
+    process = dc.VPSDE()  # the circle mixture: a non-trivial flow (N(0, I) data would have score -x)
+    score = dc.exact_score(process, circle_mixture())
+    x = process.prior_sample((5, 2), rng=0)
+    by_name = dc.sample(process, score, x, method="adaptive", steps=4, rtol=1e-7, atol=1e-7)
+    by_object = dc.sample(process, score, x, method=dc.Adaptive(rtol=1e-7, atol=1e-7), steps=4)
+    np.testing.assert_array_equal(by_name.x, by_object.x)
+    assert by_name.nfe == by_object.nfe
+    loose = dc.sample(process, score, x, method="adaptive", steps=4, rtol=1e-3, atol=1e-3)
+    assert loose.nfe < by_name.nfe  # the options reached the solver
+    with pytest.raises(TypeError, match="apply to a method name"):
+        dc.sample(process, score, x, method=dc.Adaptive(), steps=4, rtol=1e-6)
+    with pytest.raises(TypeError, match=r"bad options \['rtol'\] for method 'heun'"):
+        dc.sample(process, score, x, method="heun", steps=4, rtol=1e-6)

@@ -159,14 +159,19 @@ def sample(
     grid: str = "uniform",
     t_max: float = 1.0,
     save_path: bool = False,
+    **options: Any,
 ) -> Solution:
     """Sample by integrating from ``t_max = 1`` down to ``t_min`` with the exact or learned ``score``.
 
-    ODE methods (``euler``, ``heun``, ``rk4``, ``ddim``) integrate the probability-flow ODE;
-    stochastic ones (``euler_maruyama``, ``ancestral``, ``pc``) the reverse SDE
+    ODE methods (``euler``, ``heun``, ``rk4``, ``ddim``, the exponential integrators, ``edm_heun``,
+    ``hb``, ``ghvb``, ``bdia``, ``adaptive``; see ``SOLVERS``) integrate the probability-flow ODE;
+    stochastic ones (``euler_maruyama``, ``ancestral``, ``pc``, ``edm_stochastic``) the reverse SDE
     (``noise_scale = 1``).  ``grid`` is ``"uniform"``, ``"log_snr"`` or ``"edm"`` (see
-    :func:`time_grid`).  For another member of the reverse-SDE family build
-    ``ReverseSDE(process, score, noise_scale=...)`` and call :func:`integrate`.
+    :func:`time_grid`); the exponential integrators are designed for ``"log_snr"``, ``edm_heun``
+    for ``"edm"``.  ``options`` go to the solver named by ``method``, e.g.
+    ``method="adaptive", rtol=1e-6, atol=1e-6`` or ``method="bdia", gamma=0.5``.  For another
+    member of the reverse-SDE family build ``ReverseSDE(process, score, noise_scale=...)`` and call
+    :func:`integrate`.
 
     Example
     -------
@@ -177,7 +182,7 @@ def sample(
     >>> sol.x.shape, sol.nfe
     ((4, 2), 20)
     """
-    solver = get_solver(method)
+    solver = get_solver(method, **options)
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
     dynamics = ReverseSDE(process, score) if solver.stochastic else ProbabilityFlowODE(process, score)

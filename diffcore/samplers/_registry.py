@@ -58,14 +58,24 @@ SOLVERS: dict[str, type[AbstractSolver]] = {
 ADAPTIVE_SOLVERS: dict[str, type[AbstractSolver]] = {Adaptive.name: Adaptive}
 
 
-def get_solver(method: Any) -> AbstractSolver:
-    """A solver object from a name in :data:`SOLVERS` or :data:`ADAPTIVE_SOLVERS` (or the object itself)."""
+def get_solver(method: Any, **options: Any) -> AbstractSolver:
+    """A solver object from a name in :data:`SOLVERS` or :data:`ADAPTIVE_SOLVERS` (or the object itself).
+
+    ``options`` go to the solver's constructor, e.g. ``get_solver("adaptive", rtol=1e-6)`` or
+    ``get_solver("bdia", gamma=0.5)``; they cannot be given with a solver object.
+    """
     if isinstance(method, AbstractSolver):
+        if options:
+            raise TypeError(
+                f"solver options {sorted(options)} apply to a method name, not to the solver object {method!r}"
+            )
         return method
     if isinstance(method, str):
-        if method in ADAPTIVE_SOLVERS:
-            return ADAPTIVE_SOLVERS[method]()
-        if method not in SOLVERS:
-            raise ValueError(f"unknown method {method!r}; known: {', '.join([*SOLVERS, *ADAPTIVE_SOLVERS])}")
-        return SOLVERS[method]()
+        classes = {**SOLVERS, **ADAPTIVE_SOLVERS}
+        if method not in classes:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(classes)}")
+        try:
+            return classes[method](**options)
+        except TypeError as err:
+            raise TypeError(f"bad options {sorted(options)} for method {method!r}: {err}") from None
     raise TypeError(f"method must be a solver name or an AbstractSolver; got {type(method).__name__}")
