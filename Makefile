@@ -2,6 +2,7 @@
 #
 #   make book    build the Jupyter Book into _build/html and check it (the main job)
 #   make test    run the test suite (pytest, 2 xdist workers, hypothesis "ci" profile)
+#   make book-verify  run every chapter with a deliberately wrong diffcore: its verification cell must fail
 #   make screenshots  render the built pages in headless Chromium and check math and figures
 #                (after make book; installs Debian's chromium when missing)
 #   make lint    ruff check
@@ -44,7 +45,7 @@ endif
 # One BLAS/OpenMP thread per process: the test workers already fill both cores.
 SINGLE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all venv test book screenshots lint bench clean
+.PHONY: all venv test book book-verify screenshots lint bench clean
 
 all: lint test book
 
@@ -56,7 +57,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=ci $(SINGLE_THREAD) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=ci $(SINGLE_THREAD) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not book" --durations=15 $(PYTEST_ARGS)
+
+# Every chapter once more, with diffcore made wrong on purpose: its verification cell must fail
+# (tests/test_book.py, marker `book`).  Needs no built book; CI runs it after `make book`.
+book-verify: $(STAMP)
+	$(SINGLE_THREAD) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m book tests/test_book.py --durations=5
 
 # MathJax 3 is served with the book (from npm, into the git-ignored book/_static/mathjax), so the
 # HTML renders its mathematics offline: in a classroom without network and in the headless check.

@@ -1,7 +1,8 @@
 """Every chapter's verification cell fails when the numbers are wrong.
 
 The book checks its headline claims in a last "Verification" cell, and `make book` fails when
-an assertion there fails.  This file makes sure those assertions are not vacuous: it executes
+an assertion there fails.  The chapter runs here are marked ``book``: `make book-verify` runs them
+(CI does, after `make book`); `make test` runs the rest of this file.  This file makes sure those assertions are not vacuous: it executes
 each chapter (the MyST source, through jupytext and nbclient, in ``book/`` like the book build)
 after a first cell that makes ``diffcore`` wrong in one controlled way, and requires that the
 chapter then stops with an ``AssertionError`` *in its verification cell*.  All cells before it
@@ -130,7 +131,7 @@ def test_every_chapter_is_covered():
     assert all(f"book/{c}" in toc for c in CHAPTERS)
 
 
-@pytest.mark.slow
+@pytest.mark.book
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_verification_cell_fails_on_wrong_numbers(chapter):
     start = time.perf_counter()
@@ -143,6 +144,7 @@ def test_verification_cell_fails_on_wrong_numbers(chapter):
     )
 
 
+@pytest.mark.book
 def test_unperturbed_chapter_runs_to_the_end():
     """The control: with nothing perturbed the same harness runs a whole chapter."""
     failed, ename, _ = run_until_failure("variational", "")
