@@ -15,8 +15,17 @@ from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
 from diffcore.samplers._ode import RK4, Euler, Heun
 from diffcore.samplers._pc import PredictorCorrector
+from diffcore.samplers._per_step import SCHEDULABLE_METHODS, PerStepSolver
 from diffcore.samplers._registry import ADAPTIVE_SOLVERS, SOLVERS, get_solver
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
+from diffcore.samplers._search import (
+    GRID_FAMILIES,
+    GRID_INITS,
+    SEARCH_OBJECTIVES,
+    GridSearchResult,
+    grid_from_parameters,
+    optimize_grid,
+)
 from diffcore.samplers._stability import STABILITY_METHODS, amplification_factor, stability_region
 from diffcore.samplers._statistics import StepStatistics
 from diffcore.samplers._unipc import UniPC2, UniPC3
@@ -30,9 +39,13 @@ __all__ = [
     "DEIS3",
     "GHVB",
     "GRIDS",
+    "GRID_FAMILIES",
+    "GRID_INITS",
     "MRSODE",
     "MRSSDE",
     "RK4",
+    "SCHEDULABLE_METHODS",
+    "SEARCH_OBJECTIVES",
     "SOLVERS",
     "STABILITY_METHODS",
     "AbstractSolver",
@@ -46,9 +59,11 @@ __all__ = [
     "EDMStochastic",
     "Euler",
     "EulerMaruyama",
+    "GridSearchResult",
     "HeavyBall",
     "Heun",
     "Inversion",
+    "PerStepSolver",
     "PredictorCorrector",
     "Solution",
     "StepStatistics",
@@ -57,8 +72,10 @@ __all__ = [
     "amplification_factor",
     "denoise",
     "get_solver",
+    "grid_from_parameters",
     "integrate",
     "invert",
+    "optimize_grid",
     "sample",
     "stability_region",
     "time_grid",
