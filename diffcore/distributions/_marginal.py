@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from diffcore._array import as_array, broadcast_time, is_scalar_time
+from diffcore._array import broadcast_time, is_scalar_time
 from diffcore._validation import check_choice, check_points, check_time, check_time_for
 from diffcore.distributions._components import component_terms, logsumexp, softmax
 from diffcore.distributions._mixture import Gaussian, GaussianMixture
@@ -37,7 +37,7 @@ def _check(process: Any, data: Any) -> GaussianMixture:
 
 def _offset(process: AbstractProcess, alpha: Any, like: Array) -> Array:
     """``(1 - alpha(t)) mu`` shaped like ``like`` (n, d): the mean the shift adds to ``alpha x_0 + sigma eps``."""
-    return broadcast_time(1 - alpha, like) * as_array(process.shift, like)
+    return broadcast_time(1 - alpha, like) * process.shift_like(like)
 
 
 def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
@@ -59,8 +59,8 @@ def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
     if process.shift is None:
         return law
     if isinstance(law, Gaussian):
-        return Gaussian(law.mean + (1 - alpha) * as_array(process.shift, law.mean), law.cov)
-    return GaussianMixture(law.weights, law.means + (1 - alpha) * as_array(process.shift, law.means), law.covs)
+        return Gaussian(law.mean + (1 - alpha) * process.shift_like(law.mean), law.cov)
+    return GaussianMixture(law.weights, law.means + (1 - alpha) * process.shift_like(law.means), law.covs)
 
 
 _KINDS = ("score", "denoiser", "log_prob")

@@ -59,6 +59,10 @@ class AbstractProcess(abc.ABC):
         """
         return None
 
+    def shift_like(self, x: Any) -> Any:
+        """:attr:`shift` as an array of ``x``'s type, dtype and device; ``None`` without a shift."""
+        return None
+
     # -- schedule formulas supplied by subclasses ------------------------------------------
     @abc.abstractmethod
     def _alpha(self, t: Array, xp: Any) -> Array: ...

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from array_api_compat import is_torch_array
 
-from diffcore._array import as_array, broadcast_time
+from diffcore._array import as_array, broadcast_time, device_of
 from diffcore._validation import check_choice, check_positive
 from diffcore.processes._base import AbstractProcess
 
@@ -92,6 +92,9 @@ class MeanRevertingSDE(AbstractProcess):
     theta: float = math.log(100.0)
     schedule: str = "cosine"
     s: float = 0.008
+    #: ``mu`` per (array type, device, dtype): converted once, so sampling on a GPU copies no
+    #: host data per step
+    _mu_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_positive("lambda_", self.lambda_)
@@ -127,7 +130,14 @@ class MeanRevertingSDE(AbstractProcess):
                 f"mu must be a scalar or have the shape of one sample, x.shape[1:] = {tuple(x.shape[1:])}; "
                 f"got mu of shape {tuple(self.mu.shape)}"
             )
-        return as_array(self.mu, x)
+        return self.shift_like(x)
+
+    def shift_like(self, x: Array) -> Array:
+        """``mu`` as an array of ``x``'s type, dtype and device (converted once per kind and cached)."""
+        key = (type(x).__module__, str(device_of(x)), str(x.dtype))
+        if key not in self._mu_cache:
+            self._mu_cache[key] = as_array(self.mu, x)
+        return self._mu_cache[key]
 
     # -- schedule --------------------------------------------------------------------------
     @property

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_numpy_array
 
 from diffcore._array import namespace, normal, resolve_rng, to_float_list
 from diffcore._validation import check_finite
@@ -69,6 +70,29 @@ def _check_grid(ts: Any) -> list[float]:
     return grid
 
 
+def _raise_non_finite(solver: AbstractSolver, i: int, grid: list[float]) -> None:
+    raise FloatingPointError(
+        f"{solver.name}: non-finite state after step {i + 1} of {len(grid) - 1} (t = {grid[i]} -> {grid[i + 1]})"
+    )
+
+
+def _check_step(xp: Any, x: Array, solver: AbstractSolver, i: int, grid: list[float]) -> None:
+    """NumPy: raise at once if step ``i`` left a non-finite state (the host owns the data)."""
+    # a sum carries NaN and infinity through (one cheap reduction); only if it is not finite,
+    # which a huge but finite state can also cause, look at every entry
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in the sum is the point
+        suspect = not bool(xp.isfinite(xp.sum(x)))
+    if suspect and not bool(xp.all(xp.isfinite(x))):
+        _raise_non_finite(solver, i, grid)
+
+
+def _check_steps(xp: Any, finite: list[Array], solver: AbstractSolver, grid: list[float]) -> None:
+    """Device arrays: one host synchronisation after the loop; raise naming the first failing step."""
+    ok = xp.stack(finite)
+    if not bool(xp.all(ok)):
+        _raise_non_finite(solver, int(xp.argmax(xp.astype(~ok, xp.int32))), grid)
+
+
 def integrate(
     dynamics: AbstractDynamics,
     x_init: Array,
@@ -99,6 +123,20 @@ def integrate(
         or a solver that cannot integrate the dynamics.
     FloatingPointError
         when a step produces NaN or infinity; the message gives the step and the times.
+
+    Notes
+    -----
+    Host synchronisation.  For NumPy arrays each step is checked at once (a sum, and only if
+    that is not finite an entry-wise look).  For torch tensors (any non-NumPy array) the loop
+    never copies a device value to the host: each step appends ``all(isfinite(x))`` as a
+    device-side flag, and one synchronisation after the loop raises for the *first* failing
+    step, with its times (the remaining steps run on NaNs first).  The solvers of
+    :data:`~diffcore.SOLVERS` are free of host synchronisation too (guarded by
+    ``tests/test_device_sync.py``); ``adaptive`` is not and cannot be: it chooses its step
+    sizes from an error norm on the host.  Noise is drawn from ``rng`` on the generator's
+    device: for a sync-free stochastic solver on a GPU pass a ``torch.Generator`` on ``x``'s
+    device; a NumPy generator or int seed (or a CPU ``torch.Generator``) draws on the host
+    and copies each step's noise to the device (the same numbers on every backend).
     """
     solver = get_solver(solver)
     if not isinstance(dynamics, AbstractDynamics):
@@ -120,20 +158,20 @@ def integrate(
     x, state = x_init, None
     path = [x] if save_path else None
     n_steps = len(grid) - 1
+    on_host = is_numpy_array(x_init)
+    finite = []  # per-step finiteness flags, kept on the device (non-NumPy arrays only)
     for i in range(n_steps):
         t0, t1 = grid[i], grid[i + 1]
         noise = normal(rng, (draws, *x.shape), x) if draws else None
         x, state = solver.step(dynamics, x, t0, t1, noise, state)
-        # a sum carries NaN and infinity through (one cheap reduction); only if it is not finite,
-        # which a huge but finite state can also cause, look at every entry
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in the sum is the point
-            suspect = not bool(xp.isfinite(xp.sum(x)))
-        if suspect and not bool(xp.all(xp.isfinite(x))):
-            raise FloatingPointError(
-                f"{solver.name}: non-finite state after step {i + 1} of {n_steps} (t = {t0} -> {t1})"
-            )
+        if on_host:
+            _check_step(xp, x, solver, i, grid)
+        else:
+            finite.append(xp.all(xp.isfinite(x)))
         if save_path:
             path.append(x)
+    if finite:
+        _check_steps(xp, finite, solver, grid)
     # solvers whose cost varies per step (adaptive ones) count it in their state
     counted = state if isinstance(state, StepStatistics) else None
     return Solution(
