@@ -7,6 +7,8 @@
 #                (after make book; installs Debian's chromium when missing)
 #   make lint    ruff check
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
+#   make bench-peers  diffcore side by side with diffusers, torchdiffeq and torchsde, in its own
+#                venv .venv-bench (the peers never enter .venv); table in benchmarks/results/bench_peers.md
 #   make venv    only set up .venv
 #   make clean   remove the build, the caches and the virtual environment
 #
@@ -45,7 +47,7 @@ endif
 # One BLAS/OpenMP thread per process: the test workers already fill both cores.
 SINGLE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all venv test book book-verify screenshots lint bench clean
+.PHONY: all venv test book book-verify screenshots lint bench bench-peers clean
 
 all: lint test book
 
@@ -99,6 +101,21 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
+# The peers live in a separate environment: pinned versions that install from PyPI here, torch kept
+# at the project's pin (pip takes the local CPU build of 2.13.0).  benchmarks/peers/run.py is not a
+# bench_*.py script, so run_all.py (make bench) never imports the peers.
+BENCH_VENV  ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.stamp
+PEERS       := diffusers==0.42.1 torchdiffeq==0.2.5 torchsde==0.2.6
+
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[torch,dev]' $(PEERS) 'torch==2.13.0'
+	touch $@
+
+bench-peers: $(BENCH_STAMP)
+	$(SINGLE_THREAD) $(BENCH_VENV)/bin/python benchmarks/peers/run.py
+
 clean:
-	rm -rf $(VENV) $(BUILD_DIR) .book-config.*.yml book/_static/mathjax .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(BUILD_DIR) .book-config.*.yml book/_static/mathjax .pytest_cache .hypothesis .ruff_cache .jupyter_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,8 +1,7 @@
 """Every chapter's verification cell fails when the numbers are wrong.
 
 The book checks its headline claims in a last "Verification" cell, and `make book` fails when
-an assertion there fails.  The chapter runs here are marked ``book``: `make book-verify` runs them
-(CI does, after `make book`); `make test` runs the rest of this file.  This file makes sure those assertions are not vacuous: it executes
+an assertion there fails.  This file makes sure those assertions are not vacuous: it executes
 each chapter (the MyST source, through jupytext and nbclient, in ``book/`` like the book build)
 after a first cell that makes ``diffcore`` wrong in one controlled way, and requires that the
 chapter then stops with an ``AssertionError`` *in its verification cell*.  All cells before it
@@ -18,6 +17,9 @@ Perturbations (applied by monkeypatching the class, so every field the chapter b
   (``GraphLaboratory.exact_score``), for the graphs chapter, whose laboratory is not an ``ExactField``.
 - ``diffusion``: the process's ``g(t)^2`` is 2 % too large, i.e. the SDE no longer matches its
   own marginals (for the toolkit chapter, whose claims are about SDEs, not scores).
+
+The chapter runs are marked ``book``: `make book-verify` runs them (CI does, after `make book`);
+`make test` runs the rest of this file.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ CHAPTERS = {
     "backbone": "score",
     "fokker_planck": "score",
     "likelihood": "score",
+    "solvers": "score",
     "graphs": "graph_score",
 }
 
