@@ -202,3 +202,34 @@ def test_device_path_flags_a_state_that_recovers():
     process, score, x = _problem("euler", "P1")
     with pytest.raises(FloatingPointError, match="step 2 of 4"):
         dc.integrate(dc.ProbabilityFlowODE(process, score), x, dc.time_grid(process, 4), Reset())
+
+
+@pytest.mark.parametrize("entry", [float("inf"), float("-inf"), float("nan")])
+def test_device_flag_is_exact_for_float32_states(entry):
+    """The per-step flag sums in float64: huge finite float32 states (whose float32 sum would
+    overflow) pass, and a single non-finite entry among them is caught."""
+
+    @dataclass(frozen=True)
+    class Big(dc.AbstractSolver):
+        name: ClassVar[str] = "big"
+        order: ClassVar[int] = 1
+
+        def step(self, dynamics, x, t0, t1, noise, state):
+            return namespace(x).full_like(x, 3e38), state  # sum ~6e42 > float32 max, finite in float64
+
+    process, score, _ = _problem("euler", "P1")
+    x = torch.zeros((1000, 2), dtype=torch.float32)
+    ode = dc.ProbabilityFlowODE(process, score)
+    assert bool(torch.all(dc.integrate(ode, x, dc.time_grid(process, 3), Big()).x == 3e38))
+
+    @dataclass(frozen=True)
+    class BigWithOne(Big):
+        name: ClassVar[str] = "big_with_one"
+
+        def step(self, dynamics, x, t0, t1, noise, state):
+            out = namespace(x).full_like(x, 3e38)
+            out[7, 1] = entry
+            return out, state
+
+    with pytest.raises(FloatingPointError, match="step 1 of 3"):
+        dc.integrate(ode, x, dc.time_grid(process, 3), BigWithOne())
