@@ -1,8 +1,10 @@
 """diffcore: a verified numerics core for diffusion, score and flow models.
 
 Forward processes with exact marginals, reverse-time dynamics, samplers with declared and
-measured orders, stochastic interpolants with exact fields, and Wasserstein comparisons;
-NumPy by default, torch tensors (CPU or GPU) on the same code path.  ``import diffcore`` imports neither torch nor POT.
+measured orders (the solver zoo of the literature), stochastic interpolants with exact fields,
+Fokker–Planck residuals, ODE likelihoods, the Itô density estimator and superposition, graph SDE
+systems, and Wasserstein comparisons; NumPy by default, torch tensors (CPU or GPU) on the same
+code path.  ``import diffcore`` imports neither torch, POT nor networkx.
 """
 
 from diffcore import graphs
