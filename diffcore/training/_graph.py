@@ -11,7 +11,6 @@ joint score, checked against :class:`diffcore.graphs.GraphLaboratory` in
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,7 +22,17 @@ from diffcore._array import resolve_rng
 from diffcore._validation import check_choice, check_positive, check_steps, check_time
 from diffcore.graphs import GraphSDE, check_graphs
 from diffcore.training._error import DEFAULT_TIMES, FieldError
-from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
+from diffcore.training._torch import (
+    as_tensor,
+    batch_times,
+    check_finite_tensor,
+    check_time_range,
+    generator,
+    initialise_uniform,
+    sinusoidal_features,
+    time_frequencies,
+    uniform_times,
+)
 
 __all__ = ["GRAPH_WEIGHTINGS", "GraphScoreNet", "graph_dsm_loss", "graph_score_error"]
 
@@ -124,8 +133,7 @@ class GraphScoreNet(torch.nn.Module):
         max_frequency = check_positive("max_frequency", max_frequency)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
-        omega = torch.logspace(0.0, math.log10(max_frequency), n_frequencies, dtype=torch.float64)
-        self.register_buffer("frequencies", omega.to(dtype))
+        self.register_buffer("frequencies", time_frequencies(n_frequencies, max_frequency, dtype))
         self.width, self.depth = width, depth
 
         def linear(m: int, k: int, bias: bool = True) -> torch.nn.Linear:
@@ -139,7 +147,7 @@ class GraphScoreNet(torch.nn.Module):
         )
         self.node_head = torch.nn.Sequential(linear(2 * width, width), torch.nn.SiLU(), linear(width, self.n_features))
         self.edge_head = torch.nn.Sequential(linear(3 * width + 2, width), torch.nn.SiLU(), linear(width, 1))
-        _initialise(self, generator(rng))
+        initialise_uniform(self, generator(rng))
 
     @property
     def n_parameters(self) -> int:
@@ -164,7 +172,7 @@ class GraphScoreNet(torch.nn.Module):
         X, A, m = self._check_inputs(X, A, mask)
         n, N = m.shape
         w = self.time.weight
-        t = _times(t, n, w)
+        t = batch_times(t, n, w)
         (alpha_x, sigma_x), (alpha_a, sigma_a) = _coefficients(self.system, t.to(torch.float64))
         c_x = (alpha_x**2 + sigma_x**2).rsqrt().to(w.dtype)
         c_a = (alpha_a**2 + sigma_a**2).rsqrt().to(w.dtype)
@@ -173,8 +181,7 @@ class GraphScoreNet(torch.nn.Module):
         a = A * c_a[:, None, None] * pair
         a2 = a @ a
         a2 = a2 * (1.0 + a2.abs()).rsqrt() * pair  # rho: linear near 0, of the size of a for large a
-        angle = t[:, None] * self.frequencies[None, :]
-        tau = self.time(torch.cat([torch.sin(angle), torch.cos(angle)], dim=1))[:, None, :].expand(n, N, -1)
+        tau = self.time(sinusoidal_features(t, self.frequencies))[:, None, :].expand(n, N, -1)
         count = m.sum(-1).clamp(min=1.0)[:, None, None]
         norm = (a * a).sum(-1, keepdim=True).sqrt()
         node = [x, a.sum(-1, keepdim=True), norm, torch.log(count).expand(n, N, 1)]
@@ -383,18 +390,6 @@ def _soft_clip(eps: torch.Tensor) -> torch.Tensor:
     return EPS_MAX * torch.tanh(eps / EPS_MAX)
 
 
-def _times(t: Any, n: int, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(t, (int, float, np.floating, np.integer)) and not isinstance(t, bool):
-        return torch.full((n,), float(t), dtype=like.dtype, device=like.device)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be a float or an array of shape (n,); got {type(t).__name__}")
-    if t.ndim == 0:
-        t = t.expand(n)
-    if t.shape != (n,):
-        raise ValueError(f"t must be a float or an array of shape (n,) = ({n},); got shape {tuple(t.shape)}")
-    return t.to(dtype=like.dtype, device=like.device)
-
-
 def _from_numpy(v: Any, like: torch.Tensor | None) -> Any:
     if not isinstance(v, np.ndarray):
         return v
@@ -402,13 +397,3 @@ def _from_numpy(v: Any, like: torch.Tensor | None) -> Any:
         return torch.from_numpy(np.asarray(v, dtype=np.float64))
     return torch.tensor(v, dtype=like.dtype, device=like.device)  # a copy: sampler masks may be read-only views
 
-
-def _initialise(module: torch.nn.Module, gen: torch.Generator) -> None:
-    """Draw every linear layer's weights and biases uniform on ``+-1/sqrt(fan_in)`` from ``gen``."""
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, torch.nn.Linear):
-                bound = 1.0 / math.sqrt(layer.in_features)
-                params = itertools.chain([layer.weight], [] if layer.bias is None else [layer.bias])
-                for p in params:
-                    p.copy_(torch.rand(p.shape, generator=gen, dtype=torch.float64).mul_(2 * bound).sub_(bound))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from diffcore._validation import check_positive, check_steps
-from diffcore.training._torch import generator
+from diffcore.training._torch import batch_times, generator, initialise_uniform, sinusoidal_features, time_frequencies
 
 __all__ = ["MLPField"]
 
@@ -74,18 +73,12 @@ class MLPField(torch.nn.Module):
         max_frequency = check_positive("max_frequency", max_frequency)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
-        omega = torch.logspace(0.0, math.log10(max_frequency), n_frequencies, dtype=torch.float64)
-        self.register_buffer("frequencies", omega.to(dtype))
+        self.register_buffer("frequencies", time_frequencies(n_frequencies, max_frequency, dtype))
         sizes = [self.dim + 2 * n_frequencies] + [width] * depth + [self.dim]
         self.layers = torch.nn.ModuleList(
             torch.nn.utils.skip_init(torch.nn.Linear, m, k, dtype=dtype) for m, k in itertools.pairwise(sizes)
         )
-        gen = generator(rng)
-        with torch.no_grad():
-            for layer in self.layers:
-                bound = 1.0 / math.sqrt(layer.in_features)
-                for p in (layer.weight, layer.bias):
-                    p.copy_(torch.rand(p.shape, generator=gen, dtype=torch.float64).mul_(2 * bound).sub_(bound))
+        initialise_uniform(self.layers, generator(rng))
 
     @property
     def n_parameters(self) -> int:
@@ -106,23 +99,10 @@ class MLPField(torch.nn.Module):
         if flat.shape[1] != self.dim:
             raise ValueError(f"x must have {self.dim} features per point; got shape {tuple(x.shape)}")
         w = self.layers[0].weight
-        angle = self._times(t, n, w)[:, None] * self.frequencies[None, :]
-        h = torch.cat([flat.to(w.dtype), torch.sin(angle), torch.cos(angle)], dim=1)
+        h = torch.cat([flat.to(w.dtype), sinusoidal_features(batch_times(t, n, w), self.frequencies)], dim=1)
         for layer in self.layers[:-1]:
             h = torch.nn.functional.silu(layer(h))
         return self.layers[-1](h).reshape(x.shape).to(x.dtype)
-
-    @staticmethod
-    def _times(t: Any, n: int, like: torch.Tensor) -> torch.Tensor:
-        if isinstance(t, (int, float, np.floating, np.integer)) and not isinstance(t, bool):
-            return torch.full((n,), float(t), dtype=like.dtype, device=like.device)
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"t must be a float or an array of shape (n,); got {type(t).__name__}")
-        if t.ndim == 0:
-            t = t.expand(n)
-        if t.shape != (n,):
-            raise ValueError(f"t must be a float or an array of shape (n,) = ({n},); got shape {tuple(t.shape)}")
-        return t.to(dtype=like.dtype, device=like.device)
 
 
 def _numpy_time(t: Any) -> Any:

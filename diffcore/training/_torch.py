@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "check_finite_tensor", "check_time_range", "generator", "uniform_times"]
+__all__ = [
+    "as_tensor",
+    "batch_times",
+    "check_finite_tensor",
+    "check_time_range",
+    "generator",
+    "initialise_uniform",
+    "sinusoidal_features",
+    "time_frequencies",
+    "uniform_times",
+]
 
 
 def generator(rng: Any = None, device: Any = "cpu") -> torch.Generator:
@@ -76,3 +88,38 @@ def check_time_range(t_min: Any, t_max: Any, *, open_ends: bool) -> tuple[float,
     if open_ends and t_min == t_max and t_min in (0.0, 1.0):
         raise ValueError(f"a fixed time must lie strictly inside (0, 1), where the fields are defined; got {t_min}")
     return t_min, t_max
+
+
+def batch_times(t: Any, n: int, like: torch.Tensor) -> torch.Tensor:
+    """A float or an ``(n,)`` (or 0-d) tensor ``t`` as an ``(n,)`` tensor of ``like``'s dtype and device."""
+    if isinstance(t, (int, float, np.floating, np.integer)) and not isinstance(t, bool):
+        return torch.full((n,), float(t), dtype=like.dtype, device=like.device)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a float or an array of shape (n,); got {type(t).__name__}")
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"t must be a float or an array of shape (n,) = ({n},); got shape {tuple(t.shape)}")
+    return t.to(dtype=like.dtype, device=like.device)
+
+
+def time_frequencies(n_frequencies: int, max_frequency: float, dtype: torch.dtype) -> torch.Tensor:
+    """``K`` angular frequencies spaced geometrically from 1 to ``max_frequency`` (the time embedding)."""
+    return torch.logspace(0.0, math.log10(max_frequency), n_frequencies, dtype=torch.float64).to(dtype)
+
+
+def sinusoidal_features(t: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """``[sin(omega_k t), cos(omega_k t)]``, shape ``(n, 2K)``, for times ``(n,)`` (Vaswani et al. 2017)."""
+    angle = t[:, None] * frequencies[None, :]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+
+
+def initialise_uniform(module: torch.nn.Module, gen: torch.Generator) -> None:
+    """Draw every linear layer's weights and biases uniform on ``+-1/sqrt(fan_in)`` from ``gen``, in order."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.Linear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                params = itertools.chain([layer.weight], [] if layer.bias is None else [layer.bias])
+                for p in params:
+                    p.copy_(torch.rand(p.shape, generator=gen, dtype=torch.float64).mul_(2 * bound).sub_(bound))
