@@ -3,7 +3,7 @@
 VP-SDE, exact scores, ``t`` from 1 to ``t_min = 1e-3``.  A = P1 (200 prior points, pathwise RMS
 error against DOP853).  B = a skewed 3-component anisotropic 2-D mixture (200 points) and P2
 (64-D Gaussian, 50 points).  For each method the grid is tuned by
-:func:`diffcore.samplers.optimize_grid` in both families (``free``: N-1 softmax logits;
+:func:`diffcore.search.optimize_grid` in both families (``free``: N-1 softmax logits;
 ``beta``: a 2-parameter Beta warp of the log-SNR grid) and compared on B with the standard grids
 (uniform, log_snr, edm) at the same method and NFE.  A last table searches the method of each step
 among ddim / dpm_solver_2 / dpm_solver_3 (costs 1/2/3) at exactly the same NFE.
@@ -22,7 +22,7 @@ from problems import PROBLEMS, PROCESS, T_MAX, T_MIN
 from threadpoolctl import threadpool_limits
 
 import diffcore as dc
-from diffcore.samplers import optimize_grid
+from diffcore.search import optimize_grid
 from diffcore.testing import reference_ode_solution
 
 NFES = (5, 10)

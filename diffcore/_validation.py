@@ -1,24 +1,51 @@
-"""Validators for the public boundary: each returns the cleaned value or raises with the rule."""
+"""Validators for the public boundary: each returns the cleaned value or raises with the rule.
+
+The input rules, written once here and applied at every public entry point:
+
+* **Arrays** are NumPy arrays or torch tensors (anything with ``shape`` and ``dtype`` that
+  ``array_api_compat`` knows); lists and scalars where a batch is expected are refused with a
+  ``TypeError`` naming the argument (:func:`check_array`).
+* **Integer and boolean points** are promoted to float (``float64``, on the input's device);
+  a function that needs a float of its own (a torch network's parameter dtype) says so in its
+  docstring.  **Complex** arrays are refused (``TypeError``): every quantity here is real.
+* **NaN and infinity** are refused (``ValueError``) wherever the result would silently be
+  NaN; the message names the argument.
+* **Empty batches** (``n = 0``) are valid: the result is empty too (shape ``(0, ...)`` or ``(0,)``).
+* **Mixed array types** (NumPy with torch, or tensors on two devices) are refused with a
+  ``TypeError`` that names the arguments and what each one is (:func:`check_same_namespace`).
+* **Times** go through :func:`check_time` (a float in ``[0, 1]`` or an ``(n,)`` array).
+* **Model outputs**: every call of a user's score, velocity, denoiser or network goes through
+  :class:`Model`, which checks the returned array's type, device, dtype and shape against the
+  input (:func:`check_model_output`; metadata only, never values, so no host synchronisation).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
-from diffcore._array import as_array, is_scalar_time, namespace
+from diffcore._array import as_array, device_of, is_scalar_time, namespace
 
 __all__ = [
+    "Counter",
+    "Model",
+    "check_array",
     "check_choice",
     "check_finite",
+    "check_model_output",
     "check_nonnegative",
     "check_points",
     "check_positive",
+    "check_same_namespace",
     "check_steps",
     "check_time",
     "check_time_for",
+    "check_unshifted",
+    "describe",
 ]
 
 
@@ -129,3 +156,152 @@ def check_unshifted(process: Any, who: str) -> None:
             f"has shift mu (drift f(t)(x - mu)): apply it to x - mu with a shift-free process of the same "
             f"alpha and sigma"
         )
+
+
+# -- arrays ---------------------------------------------------------------------------------------
+def describe(x: Any) -> str:
+    """A short name for what ``x`` is: ``numpy.ndarray float64 (3, 2)``, ``torch.Tensor float32 (3,) on cuda:0``."""
+    if not is_array_api_obj(x) or isinstance(x, (int, float, complex)):
+        return type(x).__name__
+    kind = "torch.Tensor" if is_torch_array(x) else f"{type(x).__module__.split('.')[0]}.{type(x).__name__}"
+    dtype = str(x.dtype).removeprefix("torch.")
+    where = f" on {x.device}" if is_torch_array(x) and x.device.type != "cpu" else ""
+    return f"{kind} {dtype} {tuple(x.shape)}{where}"
+
+
+def check_array(
+    name: str,
+    x: Any,
+    *,
+    ndim: int | None = None,
+    min_ndim: int = 1,
+    dim: int | None = None,
+    finite: bool = True,
+    promote: bool = True,
+) -> Any:
+    """An array of real numbers: the rules of this module, applied to one argument.
+
+    Refuses non-arrays and complex dtypes (``TypeError``), a wrong number of axes or a trailing
+    axis other than ``dim`` (``ValueError``), NaN or infinity when ``finite`` (``ValueError``).
+    Integer and boolean arrays are promoted to float64 on the same device (``promote``; with
+    ``promote=False`` they are refused).  Empty batches pass.  Returns the cleaned array.
+    """
+    if not is_array_api_obj(x) or isinstance(x, (int, float, complex, bool)) or not hasattr(x, "shape"):
+        shape = "(n, ...)" if ndim is None else "(" + ", ".join(["n", *["..."] * (ndim - 1)]) + ")"
+        if dim is not None and ndim == 2:
+            shape = f"(n, {dim})"
+        raise TypeError(f"{name} must be an array of shape {shape}; got {type(x).__name__}")
+    xp = array_namespace(x)
+    if xp.isdtype(x.dtype, "complex floating"):
+        raise TypeError(f"{name} must be real; got complex dtype {x.dtype}")
+    if not xp.isdtype(x.dtype, "real floating"):
+        if not promote or not xp.isdtype(x.dtype, ("integral", "bool")):
+            raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
+        x = as_array(x, x)
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} axes; got shape {tuple(x.shape)}")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} axes (a batch first); got shape {tuple(x.shape)}")
+    if dim is not None and x.shape[-1] != dim:
+        raise ValueError(f"{name} must have shape (n, {dim}); got {tuple(x.shape)}")
+    if finite and math.prod(x.shape) and not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    return x
+
+
+def check_same_namespace(**arrays: Any) -> Any:
+    """The namespace shared by the named arrays (``None`` values skipped); else ``TypeError`` naming them.
+
+    NumPy arrays mixed with torch tensors, or tensors on two devices, are refused: convert them
+    first (``torch.as_tensor(x, device=...)`` or ``t.cpu().numpy()``).
+    """
+    named = {k: v for k, v in arrays.items() if v is not None and is_array_api_obj(v) and hasattr(v, "shape")}
+    kinds = {k: (is_torch_array(v), str(device_of(v)) if is_torch_array(v) else "cpu") for k, v in named.items()}
+    if len(set(kinds.values())) > 1:
+        listed = ", ".join(f"{k}: {describe(v)}" for k, v in named.items())
+        raise TypeError(
+            f"{' and '.join(named)} must be arrays of one library on one device; got {listed} "
+            f"(convert with torch.as_tensor(..., device=...) or .cpu().numpy())"
+        )
+    return namespace(*named.values())
+
+
+# -- models ---------------------------------------------------------------------------------------
+def check_model_output(name: str, out: Any, x: Any, *, what: str = "an array", input_name: str = "x") -> Any:
+    """``out``, after checking it is what a model ``(x, t) -> array shaped like x`` must return.
+
+    The rule: an array of ``x``'s library and device, with a real floating dtype and ``x``'s shape.
+    Only metadata is read (never values), so the check costs microseconds and never
+    synchronises a device.  Raises ``TypeError`` (not an array, another library or device, a
+    complex, integer or boolean dtype) or ``ValueError`` (another shape), naming the model and
+    both shapes.
+    """
+    if type(out) is type(x) and out.shape == x.shape:  # the fast path: same array type and shape
+        if is_torch_array(x):
+            if out.device == x.device and out.dtype.is_floating_point:
+                return out
+        elif out.dtype.kind == "f":
+            return out
+    what = f"{name} must return {what} shaped like its input {input_name} {tuple(x.shape)}"
+    if not is_array_api_obj(out) or not hasattr(out, "shape") or isinstance(out, (int, float, complex)):
+        raise TypeError(f"{what}; got {type(out).__name__}")
+    if is_torch_array(out) != is_torch_array(x) or array_namespace(out) is not array_namespace(x):
+        raise TypeError(f"{what} and of x's array type {describe(x)}; got {describe(out)}")
+    if is_torch_array(x) and out.device != x.device:
+        raise TypeError(f"{what} on x's device {x.device}; got {describe(out)}")
+    if not array_namespace(x).isdtype(out.dtype, "real floating"):
+        raise TypeError(f"{what} with a real floating dtype; got {describe(out)}")
+    raise ValueError(f"{what}; got {tuple(out.shape)}")
+
+
+class Counter:
+    """A count of model evaluations, kept on the host (see :class:`Model`)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, k: int = 1) -> None:
+        self.n += k
+
+
+class Model:
+    """A user's model ``fn(x, t, ...) -> array``, called through the one output check.
+
+    Every call returns ``fn``'s output after :func:`check_model_output` against the first
+    argument (or after ``check(name, out, *args)`` for models of another signature, such as
+    the joint graph score), and adds one to ``counter`` when there is one.  Dynamics wrap their
+    models in this at construction; :func:`~diffcore.integrate` installs a counter for the
+    number of function evaluations (NFE).  ``Model.of(fn, name)`` does not wrap twice.
+    """
+
+    __slots__ = ("check", "counter", "fn", "label", "name")
+
+    def __init__(self, fn: Callable, name: str, *, check: Callable | None = None, counter: Counter | None = None):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable (x, t) -> array; got {type(fn).__name__}")
+        self.fn, self.name, self.check, self.counter = fn, name, check, counter
+        own = getattr(fn, "__name__", None)
+        #: how errors name the model: its role and, when it has a name of its own, that name
+        self.label = name if own in (None, "<lambda>", name) else f"{name} {own!r}"
+
+    @classmethod
+    def of(cls, fn: Any, name: str, *, check: Callable | None = None) -> Model:
+        """``fn`` as a :class:`Model` (itself when it already is one)."""
+        return fn if isinstance(fn, Model) else cls(fn, name, check=check)
+
+    def counting(self, counter: Counter) -> Model:
+        """The same model, counting its calls in ``counter``."""
+        return Model(self.fn, self.name, check=self.check, counter=counter)
+
+    def __call__(self, x: Any, *args: Any) -> Any:
+        out = self.fn(x, *args)
+        if self.counter is not None:
+            self.counter.n += 1
+        if self.check is None:
+            return check_model_output(self.label, out, x)
+        return self.check(self.label, out, x, *args)
+
+    def __repr__(self) -> str:
+        return f"Model({self.fn!r}, {self.name!r})"

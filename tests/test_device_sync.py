@@ -81,7 +81,7 @@ MR = dc.MeanRevertingSDE(mu=np.array([1.0, -0.5]), lambda_=1.0, schedule="cosine
 
 def _problem(method: str, data_name: str):
     """``(process, score, x_init)`` for ``method`` on the mixture P1 or a Gaussian like P2."""
-    mean_reverting = dc.SOLVERS[method].processes == "mean_reverting"
+    mean_reverting = dc.SOLVERS[method].requires.shift == "required"
     data = P1 if data_name == "P1" else random_gaussian(d=2) if mean_reverting else P2
     process = MR if mean_reverting else dc.VPSDE()
     x = np.random.default_rng(0).standard_normal((16, 2 if data is P1 or mean_reverting else 8))

@@ -356,7 +356,7 @@ def test_bad_graphs_are_rejected_with_the_rule():
 
 def test_bad_scores_and_dynamics_are_rejected():
     mask = np.ones((2, 3))
-    with pytest.raises(ValueError, match="s_A of shape"):
+    with pytest.raises(ValueError, match=r"score must return s_A shaped like its input A \(2, 3, 3\); got \(2, 2, 3\)"):
         sample_graphs(SYSTEM, lambda X, A, t, m: (X, A[:, :2]), mask, n_features=1, steps=2, rng=0)
     with pytest.raises(TypeError, match="pair"):
         sample_graphs(SYSTEM, lambda X, A, t, m: X, mask, n_features=1, steps=2, rng=0)

@@ -9,12 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import diffcore as dc
-from diffcore.samplers import (
-    GRID_FAMILIES,
-    PerStepSolver,
-    grid_from_parameters,
-    optimize_grid,
-)
+from diffcore.samplers import PerStepSolver
+from diffcore.search import GRID_FAMILIES, grid_from_parameters, optimize_grid
 from diffcore.testing import reference_ode_solution
 
 VP = dc.VPSDE()

@@ -56,14 +56,16 @@ def exact_case(name: str, data_key: str, n: int = 6):
 @pytest.mark.parametrize("name", LIK_PROCESSES)
 def test_exact_divergence_matches_exact_log_density(name, data_key):
     # rk4 with 200 steps: measured max errors 4.6e-8 (2-D) to 6.5e-7 (16-D VE) nats, so 1e-4 holds with
-    # >100x margin; DOP853 at rtol = atol = 1e-10 reaches 1e-9 or better
+    # >100x margin; DOP853 (SciPy) and diffcore's Dormand-Prince at rtol = atol = 1e-10 reach 1e-9 or better
     process, data, x, exact, prior = exact_case(name, data_key)
     score = dc.exact_score(process, data)
     rk4 = log_likelihood(process, score, x, steps=200, prior_log_prob=prior, t_min=T_MIN)
-    adaptive = log_likelihood(process, score, x, method="adaptive", rtol=1e-10, atol=1e-10, prior_log_prob=prior)
     assert np.max(np.abs(rk4.value - exact)) < 1e-4
-    assert np.max(np.abs(adaptive.value - exact)) < 1e-4
-    assert rk4.nfe == 1 + 4 * 200  # one shape check, then 4 evaluations per rk4 step
+    for method in ("adaptive", "scipy_dop853"):
+        adaptive = log_likelihood(process, score, x, method=method, rtol=1e-10, atol=1e-10, prior_log_prob=prior)
+        assert np.max(np.abs(adaptive.value - exact)) < 1e-4, method
+        assert adaptive.method == method
+    assert rk4.nfe == 4 * 200  # 4 evaluations per rk4 step (the output check costs none)
     assert np.all(rk4.stderr == 0) and rk4.probe_integrals is None
     np.testing.assert_allclose(rk4.prior_term + rk4.divergence_integral, rk4.value, rtol=0, atol=1e-12)
 
@@ -313,8 +315,10 @@ def test_bad_input_is_rejected_with_the_rule_and_the_value():
         log_likelihood(process, score, x, method="rk5")
     with pytest.raises(ValueError, match="must be an ODE solver"):
         log_likelihood(process, score, x, method="euler_maruyama")
-    with pytest.raises(ValueError, match="unknown adaptive_method 'LSODA'"):
-        log_likelihood(process, score, x, method="adaptive", adaptive_method="LSODA")
+    with pytest.raises(ValueError, match="unknown method 'scipy_lsoda'"):
+        log_likelihood(process, score, x, method="scipy_lsoda")
+    with pytest.raises(ValueError, match="rtol must be > 0; got -1"):
+        log_likelihood(process, score, x, method="scipy_dop853", rtol=-1)
     with pytest.raises(ValueError, match="t_min must lie in"):
         log_likelihood(process, score, x, t_min=1.0)
     with pytest.raises(ValueError, match=r"t_min must be > 0; got 0\.0"):
@@ -327,7 +331,8 @@ def test_bad_input_is_rejected_with_the_rule_and_the_value():
     def half_score(y, t):
         return score(y, t)[:, :1]
 
-    rule = r"score 'half_score' must return an array shaped like x \(3, 2\); got \(3, 1\)"
+    # (central differences send the point and its 2d shifted copies in one batch: 5 x 3 points)
+    rule = r"score 'half_score' must return an array shaped like its input x \(15, 2\); got \(15, 1\)"
     with pytest.raises(ValueError, match=rule):
         log_likelihood(process, half_score, x)
     with pytest.raises(ValueError, match=r"prior_log_prob must be finite at x_1; got nan at point 0"):

@@ -222,7 +222,7 @@ def test_mrs_ode_pathwise_order(variant, schedule, grid):
 def test_mrs_ode_declares_its_order():
     assert dc.SOLVERS["mrs_ode"].order == MRSODE().order == 2
     assert dc.SOLVERS["mrs_sde"].order == MRSSDE().order == 1
-    assert dc.SOLVERS["mrs_ode"].processes == dc.SOLVERS["mrs_sde"].processes == "mean_reverting"
+    assert dc.SOLVERS["mrs_ode"].requires.shift == dc.SOLVERS["mrs_sde"].requires.shift == "required"
 
 
 #: NFE budgets of the comparison, and the measured errors (max over 100 points, P1) it asserts

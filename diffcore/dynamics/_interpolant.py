@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from diffcore._validation import check_choice, check_nonnegative
 from diffcore.dynamics._reverse import AbstractDynamics
@@ -13,11 +13,6 @@ from diffcore.dynamics._reverse import AbstractDynamics
 __all__ = ["InterpolantODE", "InterpolantSDE"]
 
 Array = Any
-
-
-def _callable(name: str, f: Any) -> None:
-    if not callable(f):
-        raise TypeError(f"{name} must be callable (x, t) -> array; got {type(f).__name__}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,8 +26,10 @@ class InterpolantODE(AbstractDynamics):
 
     velocity: Callable[[Array, Any], Array]
 
+    models: ClassVar[tuple[str, ...]] = ("velocity",)
+
     def __post_init__(self) -> None:
-        _callable("velocity", self.velocity)
+        self._wrap_models()
 
     def drift(self, x: Array, t: Any) -> Array:
         return self.velocity(x, t)
@@ -59,7 +56,7 @@ class InterpolantSDE(AbstractDynamics):
     integrated on an increasing (forward, ``rho_0 -> rho_1``) or decreasing (backward,
     ``rho_1 -> rho_0``) grid; for every ``eps >= 0`` the marginals are ``rho_t`` (Albergo et al.
     2023, thm. 2.8 and eqs. 2.31–2.32).  One drift evaluation calls both ``velocity`` and
-    ``score`` and counts as one NFE.
+    ``score`` and counts as one NFE (the calls of ``velocity`` are counted).
     """
 
     velocity: Callable[[Array, Any], Array]
@@ -67,9 +64,10 @@ class InterpolantSDE(AbstractDynamics):
     eps: float = 1.0
     way: str = "forward"
 
+    models: ClassVar[tuple[str, ...]] = ("velocity", "score")
+
     def __post_init__(self) -> None:
-        _callable("velocity", self.velocity)
-        _callable("score", self.score)
+        self._wrap_models()
         check_nonnegative("eps", self.eps)
         check_choice("way", self.way, ("forward", "backward"))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._array import broadcast_time
-from diffcore._validation import check_nonnegative
+from diffcore._validation import Counter, Model, check_nonnegative
 from diffcore.processes import AbstractProcess
 
 __all__ = ["AbstractDynamics", "AbstractReverseDynamics", "ForwardSDE", "ProbabilityFlowODE", "ReverseSDE"]
@@ -18,11 +19,36 @@ Array = Any
 class AbstractDynamics:
     r"""``dx = drift(x, t) dt + diffusion(t) dW``: what a solver integrates.
 
-    Every call of :meth:`drift` is one function evaluation (NFE) of the model behind it.
     ``stochastic`` says whether the diffusion is non-zero; ``direction`` whether the equation
     may only be integrated backwards in ``t`` (``-1``, a reverse-time SDE), only forwards
     (``+1``) or either way (``0``, an ODE).
+
+    Models.  ``models`` names the fields that hold the user's callables (score, velocity,
+    ...); subclasses call :meth:`_wrap_models` at construction, which puts each one behind
+    :class:`~diffcore._validation.Model`, so that every call is checked (an array of the
+    input's type, device, real floating dtype and shape; metadata only).  The number of
+    function evaluations (NFE) reported by :func:`~diffcore.integrate` is the number of calls of
+    the first of them, counted through :meth:`counted`, the same way for every solver.
     """
+
+    #: the fields holding the model callables; the calls of the first are the NFE
+    models: ClassVar[tuple[str, ...]] = ()
+
+    def _wrap_models(self) -> None:
+        for name in self.models:
+            object.__setattr__(self, name, Model.of(getattr(self, name), name))
+
+    def counted(self, counter: Counter) -> AbstractDynamics:
+        """A copy of these dynamics whose model evaluations are added to ``counter``.
+
+        Dynamics without a model (``models = ()``, e.g. :class:`ForwardSDE`) are returned as
+        they are: they make no model evaluations.
+        """
+        if not self.models:
+            return self
+        new = copy.copy(self)
+        object.__setattr__(new, self.models[0], getattr(self, self.models[0]).counting(counter))
+        return new
 
     def drift(self, x: Array, t: Any) -> Array:
         """The drift ``(n, ...) -> (n, ...)`` at time ``t``."""
@@ -58,6 +84,8 @@ class AbstractReverseDynamics(AbstractDynamics):
     this type; they see ``process`` and ``score``, whose every call is one NFE.
     """
 
+    models: ClassVar[tuple[str, ...]] = ("score",)
+
     process: AbstractProcess
     score: Callable[[Array, Any], Array]
     #: ``eta`` in ``diffusion = eta g``: 0 for the ODE, 1 for Anderson's reverse SDE
@@ -87,11 +115,10 @@ class AbstractReverseDynamics(AbstractDynamics):
         return -1 if self.stochastic else 0
 
 
-def _check(process: Any, score: Any) -> None:
-    if not isinstance(process, AbstractProcess):
-        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
-    if not callable(score):
-        raise TypeError(f"score must be callable (x, t) -> array; got {type(score).__name__}")
+def _check(dynamics: AbstractReverseDynamics) -> None:
+    if not isinstance(dynamics.process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(dynamics.process).__name__}")
+    dynamics._wrap_models()
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +140,7 @@ class ReverseSDE(AbstractReverseDynamics):
     noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(self.process, self.score)
+        _check(self)
         check_nonnegative("noise_scale", self.noise_scale)
 
 
@@ -131,7 +158,7 @@ class ProbabilityFlowODE(AbstractReverseDynamics):
     noise_scale: ClassVar[float] = 0.0
 
     def __post_init__(self) -> None:
-        _check(self.process, self.score)
+        _check(self)
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 from diffcore._array import namespace
 from diffcore._validation import check_nonnegative
 from diffcore.graphs._system import GraphReverseSDE
-from diffcore.samplers import AbstractSolver
+from diffcore.processes import AbstractLinearSDE
+from diffcore.samplers import AbstractSolver, Requirements
 
 __all__ = ["S4", "linear_half_step"]
 
@@ -80,11 +81,18 @@ class S4(AbstractSolver):
 
     name: ClassVar[str] = "s4"
     order: ClassVar[int] = 1
-    stochastic: ClassVar[bool] = True
+    requires: ClassVar[Requirements] = Requirements(
+        dynamics=GraphReverseSDE, process=AbstractLinearSDE, shift="forbidden", noise="reverse"
+    )
 
     def __post_init__(self) -> None:
         check_nonnegative("snr", self.snr)
         check_nonnegative("scale_eps", self.scale_eps)
+
+    @property
+    def affine_step(self) -> bool:  # type: ignore[override]
+        """Only without a corrector (``snr = 0``): its step size depends on norms over the whole batch."""
+        return self.snr == 0
 
     @property
     def noise_draws(self) -> int:
@@ -93,12 +101,6 @@ class S4(AbstractSolver):
     @property
     def nfe_per_step(self) -> int:
         return 1
-
-    def check_dynamics(self, dynamics) -> None:
-        if not isinstance(dynamics, GraphReverseSDE):
-            raise TypeError(f"s4 integrates the graph system GraphReverseSDE; got {type(dynamics).__name__}")
-        if dynamics.noise_scale != 1:
-            raise ValueError(f"s4 samples the reverse SDE with noise_scale 1; got noise_scale {dynamics.noise_scale}")
 
     def _correct(self, dynamics, x, grad, z):
         xp = namespace(x)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from diffcore._array import as_array, broadcast_time, namespace, normal, resolve_rng
-from diffcore._validation import check_nonnegative
+from diffcore._validation import Model, check_model_output, check_nonnegative
 from diffcore.dynamics import AbstractReverseDynamics
 from diffcore.graphs._graph import (
     _default_like,
@@ -20,7 +20,7 @@ from diffcore.graphs._graph import (
     symmetric_noise,
     unpack,
 )
-from diffcore.processes import AbstractProcess, Transition
+from diffcore.processes import AbstractLinearSDE, AbstractProcess, Transition
 
 __all__ = ["GraphReverseSDE", "GraphSDE"]
 
@@ -139,7 +139,7 @@ class GraphSDE:
         return PackedProcess(self, mask, n_features)
 
 
-class PackedProcess:
+class PackedProcess(AbstractLinearSDE):
     r"""The forward system as one linear SDE on packed graph coordinates, with coordinate-wise coefficients.
 
     ``drift_coef(t)``, ``diffusion_squared(t)``, ``diffusion(t)`` and ``transition(s, t)``
@@ -147,12 +147,11 @@ class PackedProcess:
     that broadcast against a packed state: the X process's value on the feature coordinates,
     the A process's on the pair coordinates, and zero diffusion (and zero transition noise)
     on the coordinates of masked-out nodes.  This is what the generic solvers see as
-    ``dynamics.process``; solvers that need scalar schedules (``ancestral``, ``ddim``,
-    exponential integrators) do not apply.
+    ``dynamics.process``: an :class:`~diffcore.processes.AbstractLinearSDE` without a shift,
+    whose coefficients are coordinate-wise, so the solvers that declare the scalar schedule of an
+    :class:`~diffcore.processes.AbstractProcess` (``ancestral``, ``ddim``, the exponential
+    integrators) are refused by the driver, naming the ones that apply.
     """
-
-    #: no mean shift: the coordinates follow ``dx = f(t) x dt + g(t) dW`` (see ``AbstractProcess.shift``)
-    shift = None
 
     def __init__(self, system: GraphSDE, mask: Array, n_features: int) -> None:
         self.system, self.n_features = system, n_features
@@ -183,6 +182,10 @@ class PackedProcess:
         """``f(t)`` per coordinate, ``(1, D)``."""
         return self._coords(*self.system.drift_coef(t))
 
+    def drift(self, x: Array, t: float) -> Array:
+        """``f(t) x`` coordinate-wise for a packed state ``x (n, D)``."""
+        return self.drift_coef(t) * x
+
     def diffusion_squared(self, t: float) -> Array:
         """``g(t)^2`` per coordinate, zero on masked-out coordinates; ``(n or 1, D)``."""
         return self._coords(*self.system.diffusion_squared(t)) * self.coord_mask
@@ -198,16 +201,14 @@ class PackedProcess:
         return Transition(s, t, self._coords(tx.scale, ta.scale), self._coords(tx.std, ta.std) * self.coord_mask)
 
 
-def _check_score_out(out: Any, X: Array, A: Array) -> tuple[Array, Array]:
+def check_joint_output(name: str, out: Any, X: Array, A: Array, *args: Any) -> tuple[Array, Array]:
+    """A joint model's output ``(s_X, s_A)``: each part as :func:`~diffcore._validation.check_model_output` demands."""
     if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"score must return a pair (s_X, s_A); got {type(out).__name__}")
-    s_x, s_a = out
-    for name, s, ref in (("s_X", s_x, X), ("s_A", s_a, A)):
-        if not hasattr(s, "shape") or tuple(s.shape) != tuple(ref.shape):
-            raise ValueError(
-                f"score must return {name} of shape {tuple(ref.shape)}; got {tuple(getattr(s, 'shape', ()))}"
-            )
-    return s_x, s_a
+        raise TypeError(f"{name} must return a pair (s_X, s_A); got {type(out).__name__}")
+    return (
+        check_model_output(name, out[0], X, what="s_X", input_name="X"),
+        check_model_output(name, out[1], A, what="s_A", input_name="A"),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,6 +244,8 @@ class GraphReverseSDE(AbstractReverseDynamics):
     noise_scale: float = 1.0
     process: PackedProcess = field(init=False, repr=False)
 
+    models: ClassVar[tuple[str, ...]] = ("joint_score",)
+
     def __post_init__(self) -> None:
         if not isinstance(self.system, GraphSDE):
             raise TypeError(f"system must be a GraphSDE; got {type(self.system).__name__}")
@@ -250,6 +253,7 @@ class GraphReverseSDE(AbstractReverseDynamics):
             raise TypeError(
                 f"score must be callable (X, A, t, mask) -> (s_X, s_A); got {type(self.joint_score).__name__}"
             )
+        object.__setattr__(self, "joint_score", Model.of(self.joint_score, "score", check=check_joint_output))
         if not hasattr(self.mask, "shape") or self.mask.ndim != 2:
             raise ValueError(
                 f"mask must be an array of shape (n, N) or (1, N); got {getattr(self.mask, 'shape', self.mask)}"
@@ -282,13 +286,13 @@ class GraphReverseSDE(AbstractReverseDynamics):
         X, A = unpack(x, self.n_nodes, self.n_features)
         xp = namespace(x)
         mask = xp.broadcast_to(self.mask, (x.shape[0], self.n_nodes))
-        s_x, s_a = _check_score_out(self.joint_score(X, A, t, mask), X, A)
+        s_x, s_a = self.joint_score(X, A, t, mask)
         return pack(s_x, s_a) * self.process.coord_mask
 
     def drift(self, x: Array, t: Any) -> Array:
         """``f(t) x - (1 + eta^2)/2 g(t)^2 s(x, t)`` coordinate-wise (one NFE)."""
         g2 = self.process.diffusion_squared(t)
-        return self.process.drift_coef(t) * x - (0.5 * (1.0 + self.noise_scale**2)) * g2 * self.score(x, t)
+        return self.process.drift(x, t) - (0.5 * (1.0 + self.noise_scale**2)) * g2 * self.score(x, t)
 
     def diffusion(self, t: Any) -> Any:
         """``eta g(t)`` per coordinate, zero on masked-out coordinates; ``(n or 1, D)``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,23 +11,19 @@ import numpy as np
 from diffcore._array import broadcast_time, is_scalar_time, namespace, normal, resolve_rng
 from diffcore._schedule import evaluate
 from diffcore._validation import check_finite, check_time
+from diffcore.processes._linear import AbstractLinearSDE, Transition
 
 __all__ = ["AbstractProcess", "Transition"]
 
 Array = Any
 
-
-@dataclass(frozen=True)
-class Transition:
-    """The Gaussian transition ``x_t | x_s ~ N(scale * x_s, std^2 I)`` of an affine process."""
-
-    s: Any
-    t: Any
-    scale: Any
-    std: Any
+#: ``g^2`` in ``[-G2_ROUNDING, 0)`` is taken as rounding of a zero ``g^2``: the finite-difference
+#: derivatives of :class:`~diffcore.AffineProcess` are accurate to ~1e-10, closed forms to ~1e-15,
+#: while a schedule that is not a diffusion has ``g^2`` of order one where it goes wrong
+G2_ROUNDING = 1e-9
 
 
-class AbstractProcess(abc.ABC):
+class AbstractProcess(AbstractLinearSDE):
     r"""A forward diffusion whose marginal given ``x_0`` is ``N(alpha(t) x_0, sigma(t)^2 I)``.
 
     The process is the linear SDE ``dx = f(t) x dt + g(t) dW`` with
@@ -43,25 +38,13 @@ class AbstractProcess(abc.ABC):
     are more accurate (the generic ones are always valid).
 
     Every public method takes ``t`` as a float in ``[0, 1]`` (returns a float) or an array
-    of shape ``(n,)`` (returns an array of the same type, dtype and device).
+    of shape ``(n,)`` (returns an array of the same type, dtype and device).  It is the
+    :class:`~diffcore.processes.AbstractLinearSDE` with scalar coefficients; solvers that step
+    with ``alpha``, ``sigma`` or the log-SNR declare ``process=AbstractProcess``.
     """
 
     #: standard deviation of the isotropic Gaussian prior at ``t = 1``
     prior_std: float = 1.0
-
-    @property
-    def shift(self) -> Any:
-        """The mean ``mu`` of ``x_t = mu + alpha(t)(x_0 - mu) + sigma(t) eps``; ``None`` (no shift) here.
-
-        Only mean-reverting processes (:class:`~diffcore.processes.MeanRevertingSDE`) have one;
-        their ``alpha``/``sigma``/``drift_coef`` describe ``x - mu``.  Code that writes the
-        drift as ``f(t) x`` or steps with ``alpha`` ratios must check this is ``None``.
-        """
-        return None
-
-    def shift_like(self, x: Any) -> Any:
-        """:attr:`shift` as an array of ``x``'s type, dtype and device; ``None`` without a shift."""
-        return None
 
     # -- schedule formulas supplied by subclasses ------------------------------------------
     @abc.abstractmethod
@@ -127,8 +110,23 @@ class AbstractProcess(abc.ABC):
         return evaluate(self._g2, t)
 
     def diffusion(self, t: Any) -> Any:
-        """``g(t)``, the diffusion coefficient of ``dx = f(t) x dt + g(t) dW``."""
-        return evaluate(lambda u, xp: xp.sqrt(self._g2(u, xp)), t)
+        """``g(t)``, the diffusion coefficient of ``dx = f(t) x dt + g(t) dW``.
+
+        ``g^2`` within :data:`G2_ROUNDING` below zero is rounding (e.g. of the finite-difference
+        derivatives of :class:`~diffcore.AffineProcess` where ``g(0) = 0``) and gives ``g = 0``.
+        A truly negative ``g^2`` means the schedule is not a diffusion (``sigma / alpha``
+        decreases): ``ValueError`` for a float ``t``, NaN in those entries of an array ``t``.
+        """
+        g2 = self.diffusion_squared(t)
+        if is_scalar_time(t):
+            if g2 < -G2_ROUNDING:
+                raise ValueError(
+                    f"{type(self).__name__} has g(t)^2 = {g2} < 0 at t = {t}: the schedule is not a diffusion "
+                    f"there (sigma / alpha must not decrease)"
+                )
+            return math.sqrt(max(g2, 0.0))
+        xp = namespace(g2)
+        return xp.sqrt(xp.where((g2 < 0) & (g2 >= -G2_ROUNDING), xp.zeros_like(g2), g2))
 
     def drift(self, x: Array, t: Any) -> Array:
         """``f(t) x`` for a batch ``x`` of shape ``(n, ...)`` and ``t`` float or ``(n,)``."""

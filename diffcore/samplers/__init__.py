@@ -1,7 +1,10 @@
-"""Samplers: one driver, time grids, and one small module per method with a declared order."""
+"""Samplers: one driver, time grids, and one small module per method with a declared order and requirements.
+
+The search over grids and per-step methods (:mod:`diffcore.search`) sits above this layer.
+"""
 
 from diffcore.samplers._adaptive import Adaptive
-from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._base import AbstractSolver, Requirements
 from diffcore.samplers._bdia import BDIA
 from diffcore.samplers._ddim import DDIM
 from diffcore.samplers._deis import DEIS1, DEIS2, DEIS3
@@ -18,14 +21,6 @@ from diffcore.samplers._pc import PredictorCorrector
 from diffcore.samplers._per_step import SCHEDULABLE_METHODS, PerStepSolver
 from diffcore.samplers._registry import ADAPTIVE_SOLVERS, SOLVERS, get_solver
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
-from diffcore.samplers._search import (
-    GRID_FAMILIES,
-    GRID_INITS,
-    SEARCH_OBJECTIVES,
-    GridSearchResult,
-    grid_from_parameters,
-    optimize_grid,
-)
 from diffcore.samplers._stability import STABILITY_METHODS, amplification_factor, stability_region
 from diffcore.samplers._statistics import StepStatistics
 from diffcore.samplers._unipc import UniPC2, UniPC3
@@ -39,13 +34,10 @@ __all__ = [
     "DEIS3",
     "GHVB",
     "GRIDS",
-    "GRID_FAMILIES",
-    "GRID_INITS",
     "MRSODE",
     "MRSSDE",
     "RK4",
     "SCHEDULABLE_METHODS",
-    "SEARCH_OBJECTIVES",
     "SOLVERS",
     "STABILITY_METHODS",
     "AbstractSolver",
@@ -59,12 +51,12 @@ __all__ = [
     "EDMStochastic",
     "Euler",
     "EulerMaruyama",
-    "GridSearchResult",
     "HeavyBall",
     "Heun",
     "Inversion",
     "PerStepSolver",
     "PredictorCorrector",
+    "Requirements",
     "Solution",
     "StepStatistics",
     "UniPC2",
@@ -72,10 +64,8 @@ __all__ = [
     "amplification_factor",
     "denoise",
     "get_solver",
-    "grid_from_parameters",
     "integrate",
     "invert",
-    "optimize_grid",
     "sample",
     "stability_region",
     "time_grid",

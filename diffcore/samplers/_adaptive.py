@@ -135,13 +135,13 @@ class Adaptive(AbstractSolver):
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         xp = namespace(x)
         st = state if isinstance(state, _State) else _State()
-        nfe, accepted, rejected = st.nfe, st.accepted, st.rejected
+        accepted, rejected = st.accepted, st.rejected
         direction = 1.0 if t1 > t0 else -1.0
         span = abs(t1 - t0)
         if st.f_last is not None and st.t_last == t0:
             f0 = st.f_last
         else:
-            f0, nfe = dynamics.drift(x, t0), nfe + 1
+            f0 = dynamics.drift(x, t0)
         if st.h is None:
             zero = xp.zeros_like(x)
             d0, d1 = self._norm(xp, x, x, zero), self._norm(xp, f0, x, zero)
@@ -169,7 +169,6 @@ class Adaptive(AbstractSolver):
             last = h >= abs(t1 - t)
             h_signed = (t1 - t) if last else direction * h
             x_new, f_new, e = self._trial(dynamics, x, f0, t, h_signed, t1 if last else t + h_signed)
-            nfe += 6
             taken += 1
             err = self._norm(xp, e, x, x_new)
             if math.isfinite(err) and err <= 1.0:
@@ -183,7 +182,7 @@ class Adaptive(AbstractSolver):
                 err_prev, last_rejected = max(err, 1e-4), False
                 if last:
                     self._check_finite_drift(xp, f0, t, h_next, t0, t1)
-                    return x, _State(nfe, accepted, rejected, h_next, t, f0, err_prev)
+                    return x, _State(accepted, rejected, h_next, t, f0, err_prev)
                 h = h_next
             else:
                 rejected += 1

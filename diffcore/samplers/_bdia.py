@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from diffcore._validation import _real
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
-from diffcore.samplers._statistics import StepStatistics
+from diffcore.samplers._base import SCALAR_ODE, AbstractSolver, Requirements
 
 __all__ = ["BDIA", "check_gamma", "ddim_increment"]
 
@@ -30,8 +29,8 @@ def ddim_increment(process: Any, x: Any, eps: Any, t: float, t_to: float) -> Any
 
 
 @dataclass(frozen=True)
-class _State(StepStatistics):
-    """The previous state ``x_{k-1}`` at ``t_{k-1}`` (BDIA is a two-step method) and the counts."""
+class _State:
+    """The previous state ``x_{k-1}`` at ``t_{k-1}`` (BDIA is a two-step method)."""
 
     x_prev: Any = None
     t_prev: float = 0.0
@@ -93,14 +92,14 @@ class BDIA(AbstractSolver):
 
     name: ClassVar[str] = "bdia"
     order: ClassVar[int] = 2
+    requires: ClassVar[Requirements] = SCALAR_ODE
+    grid: ClassVar[str] = "log_snr"
 
     def __post_init__(self) -> None:
         check_gamma(self.gamma)
         if (self.x_first is None) != (self.t_first is None):
             raise ValueError("x_first and t_first must be given together")
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 0)
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         prev = state if isinstance(state, _State) else _State()
@@ -111,14 +110,14 @@ class BDIA(AbstractSolver):
                     f"state has shape {tuple(self.x_first.shape)}; got {t1} and {tuple(x.shape)}: use the same "
                     "grid and points"
                 )
-            return self.x_first, _State(prev.nfe, prev.accepted + 1, 0, x, t0)
+            return self.x_first, _State(x, t0)
         p = dynamics.process
         eps = -p.sigma(t0) * dynamics.score(x, t0)
         x1 = x + ddim_increment(p, x, eps, t0, t1)
         if prev.x_prev is not None and self.gamma != 1.0:
             g = self.gamma
             x1 = x1 + (1.0 - g) * (prev.x_prev - x - ddim_increment(p, x, eps, t0, prev.t_prev))
-        return x1, _State(prev.nfe + 1, prev.accepted + 1, 0, x, t0)
+        return x1, _State(x, t0)
 
     def unstep(self, dynamics, x_next, x, t_next, t, t_prev) -> Any:
         r"""Solve the step for ``x_{k-1}`` (at ``t_prev``) given ``x_{k+1}`` (at ``t_next``) and ``x_k`` (at ``t``).

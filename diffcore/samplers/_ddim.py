@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
+from diffcore.samplers._base import SCALAR_ODE, AbstractSolver, Requirements
 
 __all__ = ["DDIM"]
 
@@ -26,8 +26,7 @@ class DDIM(AbstractSolver):
     name: ClassVar[str] = "ddim"
     order: ClassVar[int] = 1
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 0)
+    requires: ClassVar[Requirements] = SCALAR_ODE
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         p = dynamics.process

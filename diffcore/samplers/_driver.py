@@ -10,7 +10,7 @@ import numpy as np
 from array_api_compat import is_numpy_array
 
 from diffcore._array import namespace, normal, resolve_rng, to_float_list
-from diffcore._validation import check_finite
+from diffcore._validation import Counter, check_array
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
 from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
@@ -31,8 +31,8 @@ class Solution:
     ----------
     x : the final state, shape ``(n, ...)``, with ``x_init``'s array type, dtype and device.
     ts : the time grid, NumPy float64 of shape ``(steps + 1,)``.
-    nfe : the number of score evaluations (for adaptive solvers the true count, rejected trial
-        steps included).
+    nfe : the number of model evaluations, counted by the driver as the calls of the dynamics'
+        model (the same way for every solver; for adaptive solvers rejected trial steps included).
     solver : the solver object used.
     path : the states at every grid time, shape ``(steps + 1, n, ...)``, or ``None``.
     log_density : for density-tracking integrators (:func:`diffcore.ito_log_density`,
@@ -58,15 +58,22 @@ class Solution:
     rejected_steps: int | None = None
 
 
-def _check_grid(ts: Any) -> list[float]:
+def check_grid(ts: Any, direction: int = 0, who: str = "the dynamics") -> list[float]:
+    """A strictly monotone grid of at least two times in ``[0, 1]``, as floats; decreasing for
+    ``direction = -1`` (reverse-time SDEs), increasing for ``+1``, either way for ``0``."""
     grid = to_float_list(ts)
     if len(grid) < 2:
         raise ValueError(f"ts must hold at least two times; got {len(grid)}")
-    if any(not 0.0 <= t <= 1.0 for t in grid):
+    if any(not 0.0 <= t <= 1.0 for t in grid):  # NaN fails this too
         raise ValueError(f"every time in ts must lie in [0, 1]; got range [{min(grid)}, {max(grid)}]")
     diffs = np.diff(grid)
     if not (np.all(diffs < 0) or np.all(diffs > 0)):
         raise ValueError("ts must be strictly monotone")
+    if direction * diffs[0] < 0:
+        raise ValueError(
+            f"{who} is integrated {'backwards' if direction < 0 else 'forwards'} in time; ts must be "
+            f"{'decreasing' if direction < 0 else 'increasing'}, got {grid[0]} -> {grid[1]} -> ..."
+        )
     return grid
 
 
@@ -131,14 +138,22 @@ def integrate(
 
     Raises
     ------
-    ValueError
-        for a bad grid (or one running against ``dynamics.direction``), non-finite ``x_init``
-        or a solver that cannot integrate the dynamics.
+    ValueError, TypeError
+        for a bad grid (or one running against ``dynamics.direction``), a non-finite or complex
+        ``x_init``, dynamics that do not meet the solver's declared
+        :attr:`~diffcore.samplers.AbstractSolver.requires` (checked once, before the first step),
+        or a model whose output is not an array of ``x``'s type, device, real floating dtype and
+        shape (checked at every call, from metadata only).
     FloatingPointError
         when a step produces NaN or infinity; the message gives the step and the times.
 
     Notes
     -----
+    Integer or boolean ``x_init`` is promoted to float64.  An empty batch (``n = 0``) returns
+    at once, with ``nfe = 0``: there is nothing to evaluate.  ``nfe`` is the number of calls of
+    the model, counted through :meth:`~diffcore.AbstractDynamics.counted` (a host-side integer:
+    no synchronisation).
+
     Host synchronisation.  For NumPy arrays each step is checked at once (a sum, and only if
     that is not finite an entry-wise look).  For torch tensors (any non-NumPy array) the loop
     never copies a device value to the host: each step appends ``isfinite(sum(x))`` (summed in
@@ -154,20 +169,17 @@ def integrate(
     solver = get_solver(solver)
     if not isinstance(dynamics, AbstractDynamics):
         raise TypeError(f"dynamics must be an AbstractDynamics; got {type(dynamics).__name__}")
-    if not hasattr(x_init, "shape") or x_init.ndim < 1:
-        raise TypeError(f"x_init must be an array of shape (n, ...); got {type(x_init).__name__}")
-    check_finite("x_init", x_init)
-    solver.check_dynamics(dynamics)
-    grid = _check_grid(ts)
-    if dynamics.direction * (grid[1] - grid[0]) < 0:
-        way = "decreasing" if dynamics.direction < 0 else "increasing"
-        raise ValueError(
-            f"{type(dynamics).__name__} is integrated {'backwards' if dynamics.direction < 0 else 'forwards'} "
-            f"in time; ts must be {way}, got {grid[0]} -> {grid[1]} -> ..."
-        )
+    x_init = check_array("x_init", x_init)
+    solver.requires.check(dynamics, solver.name)
+    grid = check_grid(ts, dynamics.direction, type(dynamics).__name__)
     xp = namespace(x_init)
     draws = solver.noise_draws
     rng = resolve_rng(rng)  # validated even when the solver draws no noise
+    if x_init.shape[0] == 0:
+        path = xp.stack([x_init] * len(grid)) if save_path else None
+        return Solution(x_init, np.asarray(grid), 0, solver, path=path, accepted_steps=0, rejected_steps=0)
+    counter = Counter()
+    dynamics = dynamics.counted(counter)
     x, state = x_init, None
     path = [x] if save_path else None
     n_steps = len(grid) - 1
@@ -185,12 +197,12 @@ def integrate(
             path.append(x)
     if finite:
         _check_steps(xp, finite, solver, grid)
-    # solvers whose cost varies per step (adaptive ones) count it in their state
+    # solvers with internal steps (adaptive ones) count them in their state
     counted = state if isinstance(state, StepStatistics) else None
     return Solution(
         x=x,
         ts=np.asarray(grid),
-        nfe=counted.nfe if counted else n_steps * solver.nfe_per_step,
+        nfe=counter.n,
         solver=solver,
         path=xp.stack(path) if save_path else None,
         accepted_steps=counted.accepted if counted else n_steps,

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._validation import check_nonnegative, check_positive
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
-from diffcore.samplers._statistics import StepStatistics
+from diffcore.dynamics import AbstractReverseDynamics
+from diffcore.processes import AbstractProcess
+from diffcore.samplers._base import SCALAR_ODE, AbstractSolver, Requirements
 
 __all__ = ["EDMHeun", "EDMStochastic"]
 
@@ -34,22 +35,17 @@ def _levels(process: Any, t: float, name: str) -> tuple[float, float]:
     return a, process.sigma(t) / a
 
 
-def _heun(dynamics: Any, x: Any, t0: float, t1: float, a0: float, n0: float, name: str) -> tuple[Any, int]:
-    """One Heun step in ``(n, y)`` from ``(t0, x)`` to ``t1``; Euler when ``sigma(t1) = 0``. Returns (x1, nfe)."""
+def _heun(dynamics: Any, x: Any, t0: float, t1: float, a0: float, n0: float, name: str) -> Any:
+    """One Heun step in ``(n, y)`` from ``(t0, x)`` to ``t1``; Euler when ``sigma(t1) = 0``."""
     a1, n1 = _levels(dynamics.process, t1, name)
     sigma1 = dynamics.process.sigma(t1)
     y0 = x / a0
     d0 = -(n0 * a0) * dynamics.score(x, t0)  # eps_hat = -sigma s(x, t)
     y_euler = y0 + (n1 - n0) * d0
     if sigma1 == 0:  # alg. 1, line 9: the second evaluation at n = 0 would divide 0 by 0
-        return a1 * y_euler, 1
+        return a1 * y_euler
     d1 = -sigma1 * dynamics.score(a1 * y_euler, t1)
-    return a1 * (y0 + (0.5 * (n1 - n0)) * (d0 + d1)), 2
-
-
-def _count(state: Any, nfe: int) -> StepStatistics:
-    prev = state if isinstance(state, StepStatistics) else StepStatistics()
-    return StepStatistics(prev.nfe + nfe, prev.accepted + 1, 0)
+    return a1 * (y0 + (0.5 * (n1 - n0)) * (d0 + d1))
 
 
 class EDMHeun(AbstractSolver):
@@ -71,18 +67,17 @@ class EDMHeun(AbstractSolver):
 
     name: ClassVar[str] = "edm_heun"
     order: ClassVar[int] = 2
+    requires: ClassVar[Requirements] = SCALAR_ODE
+    grid: ClassVar[str] = "edm"
 
     @property
     def nfe_per_step(self) -> int:
         return 2
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 0)
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         a0, n0 = _levels(dynamics.process, t0, self.name)
-        x1, nfe = _heun(dynamics, x, t0, t1, a0, n0, self.name)
-        return x1, _count(state, nfe)
+        return _heun(dynamics, x, t0, t1, a0, n0, self.name), state
 
 
 @dataclass(frozen=True)
@@ -129,7 +124,11 @@ class EDMStochastic(AbstractSolver):
 
     name: ClassVar[str] = "edm_stochastic"
     order: ClassVar[int] = 2
-    stochastic: ClassVar[bool] = True
+    #: any reverse dynamics: the step uses only the process and the score, and adds its own noise
+    requires: ClassVar[Requirements] = Requirements(
+        dynamics=AbstractReverseDynamics, process=AbstractProcess, shift="forbidden", noise="any"
+    )
+    grid: ClassVar[str] = "edm"
 
     def __post_init__(self) -> None:
         check_nonnegative("churn", self.churn)
@@ -141,10 +140,6 @@ class EDMStochastic(AbstractSolver):
     @property
     def nfe_per_step(self) -> int:
         return 2
-
-    def check_dynamics(self, dynamics) -> None:
-        """Any reverse dynamics: the step uses only the process and the score."""
-        require_reverse_dynamics(self, dynamics, None)
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         if not t1 < t0:
@@ -159,5 +154,4 @@ class EDMStochastic(AbstractSolver):
             a_hat = p.alpha(t_hat)
             x = a_hat * (x / a0 + (self.s_noise * math.sqrt(n_hat**2 - n0**2)) * noise[0])
             t0, a0, n0 = t_hat, a_hat, p.sigma(t_hat) / a_hat
-        x1, _ = _heun(dynamics, x, t0, t1, a0, n0, self.name)
-        return x1, None
+        return _heun(dynamics, x, t0, t1, a0, n0, self.name), None

@@ -24,13 +24,13 @@ Every coefficient here is a Python float computed once per step (the arrays only
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from diffcore._array import namespace
 from diffcore._validation import check_finite
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
+from diffcore.samplers._base import SCALAR_ODE, AbstractSolver, Requirements
 
 __all__ = ["ExponentialSolver", "denoise", "phi", "polynomial_weights"]
 
@@ -84,8 +84,8 @@ class ExponentialSolver(AbstractSolver):
     every time they evaluate the model (a finite log-SNR).
     """
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 0)
+    requires: ClassVar[Requirements] = SCALAR_ODE
+    grid: ClassVar[str] = "log_snr"
 
     def _coefficients(self, process: Any, t: float) -> tuple[float, float, float]:
         """``(alpha, sigma, lambda)`` at ``t``; raise where the log-SNR is not finite."""

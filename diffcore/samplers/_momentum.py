@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._validation import _real
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
+from diffcore.samplers._base import SCALAR_ODE, AbstractSolver, Requirements
 
 __all__ = ["GHVB", "HeavyBall", "check_beta"]
 
@@ -63,8 +63,7 @@ class HeavyBall(AbstractSolver):
     def __post_init__(self) -> None:
         check_beta(self.beta)
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 0)
+    requires: ClassVar[Requirements] = SCALAR_ODE
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         y0, eps, delta, a1 = _ddim_frame(dynamics, x, t0, t1, self.name)
@@ -116,8 +115,7 @@ class GHVB(AbstractSolver):
     def __post_init__(self) -> None:
         check_beta(self.beta)
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 0)
+    requires: ClassVar[Requirements] = SCALAR_ODE
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         y0, eps, delta, a1 = _ddim_frame(dynamics, x, t0, t1, self.name)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._validation import check_choice
-from diffcore.processes import MeanRevertingSDE
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
+from diffcore.dynamics import AbstractReverseDynamics
+from diffcore.processes import AbstractProcess
+from diffcore.samplers._base import AbstractSolver, Requirements
 
 __all__ = ["MRSODE", "MRSSDE"]
 
@@ -17,13 +18,9 @@ Array = Any
 _PREDICTIONS = ("data", "noise")
 
 
-def _check_mean_reverting(solver: AbstractSolver, dynamics: Any, noise_scale: float) -> None:
-    require_reverse_dynamics(solver, dynamics, noise_scale, allow_shift=True)
-    if not isinstance(dynamics.process, MeanRevertingSDE):
-        raise ValueError(
-            f"{solver.name} integrates the reverse dynamics of a MeanRevertingSDE; got "
-            f"{type(dynamics.process).__name__}: for zero-mean processes use ddim or another exponential integrator"
-        )
+def _requires(noise: str) -> Requirements:
+    """Reverse dynamics of a process with a mean shift ``mu`` (a :class:`~diffcore.MeanRevertingSDE`)."""
+    return Requirements(dynamics=AbstractReverseDynamics, process=AbstractProcess, shift="required", noise=noise)
 
 
 def _model(dynamics: Any, prediction: str, x: Array, t: float) -> tuple[Array, Array, float, float, float]:
@@ -33,7 +30,7 @@ def _model(dynamics: Any, prediction: str, x: Array, t: float) -> tuple[Array, A
     noise prediction ``-sigma s``; ``lam = log(alpha / sigma)`` is half the log-SNR.
     """
     p = dynamics.process
-    y = x - p.mu_like(x)
+    y = x - p.shift_like(x)
     a, s = p.alpha(t), p.sigma(t)
     score = dynamics.score(x, t)
     out = (y + s**2 * score) / a if prediction == "data" else -s * score
@@ -78,15 +75,12 @@ class MRSODE(AbstractSolver):
     order: int = 2  # type: ignore[misc]  # the class default is the declared order of "mrs_ode"
 
     name: ClassVar[str] = "mrs_ode"
-    processes: ClassVar[str] = "mean_reverting"
+    requires: ClassVar[Requirements] = _requires("none")
 
     def __post_init__(self) -> None:
         check_choice("prediction", self.prediction, _PREDICTIONS)
         if self.order not in (1, 2):
             raise ValueError(f"order must be 1 or 2; got {self.order!r}")
-
-    def check_dynamics(self, dynamics) -> None:
-        _check_mean_reverting(self, dynamics, 0)
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         y, m, a0, s0, lam0 = _model(dynamics, self.prediction, x, t0)
@@ -105,7 +99,7 @@ class MRSODE(AbstractSolver):
             y1 = (a1 / a0) * y - c1 * m
             if second:
                 y1 = y1 - s1 * (math.expm1(h) - h) * slope
-        return y1 + p.mu_like(x), (lam0, m)
+        return y1 + p.shift_like(x), (lam0, m)
 
 
 @dataclass(frozen=True)
@@ -132,14 +126,11 @@ class MRSSDE(AbstractSolver):
 
     name: ClassVar[str] = "mrs_sde"
     order: ClassVar[int] = 1
-    stochastic: ClassVar[bool] = True
-    processes: ClassVar[str] = "mean_reverting"
 
     def __post_init__(self) -> None:
         check_choice("prediction", self.prediction, _PREDICTIONS)
 
-    def check_dynamics(self, dynamics) -> None:
-        _check_mean_reverting(self, dynamics, 1)
+    requires: ClassVar[Requirements] = _requires("reverse")
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         y, m, a0, s0, lam0 = _model(dynamics, self.prediction, x, t0)
@@ -158,4 +149,4 @@ class MRSSDE(AbstractSolver):
                 s1 * math.sqrt(math.expm1(2 * h)) if math.isfinite(h) else math.sqrt(max((ratio * s0) ** 2 - s1**2, 0))
             )
             y1 = ratio * y - 2 * c1 * m + std * noise[0]
-        return y1 + p.mu_like(x), state
+        return y1 + p.shift_like(x), state

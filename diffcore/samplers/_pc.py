@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 
 from diffcore._array import namespace
 from diffcore._validation import check_nonnegative
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
+from diffcore.dynamics import AbstractReverseDynamics
+from diffcore.processes import AbstractLinearSDE
+from diffcore.samplers._base import AbstractSolver, Requirements
 
 __all__ = ["PredictorCorrector"]
 
@@ -39,7 +41,9 @@ class PredictorCorrector(AbstractSolver):
 
     name: ClassVar[str] = "pc"
     order: ClassVar[int] = 1
-    stochastic: ClassVar[bool] = True
+    requires: ClassVar[Requirements] = Requirements(
+        dynamics=AbstractReverseDynamics, process=AbstractLinearSDE, shift="forbidden", noise="reverse"
+    )
 
     def __post_init__(self) -> None:
         check_nonnegative("snr", self.snr)
@@ -48,8 +52,10 @@ class PredictorCorrector(AbstractSolver):
         if self.corrector_steps < 0:
             raise ValueError(f"corrector_steps must be >= 0; got {self.corrector_steps}")
 
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 1)
+    @property
+    def affine_step(self) -> bool:  # type: ignore[override]
+        """Only without a corrector: its step size depends on norms over the whole batch."""
+        return self.snr == 0 or self.corrector_steps == 0
 
     @property
     def noise_draws(self) -> int:

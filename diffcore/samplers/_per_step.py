@@ -8,25 +8,27 @@ honestly (a single-step DPM-Solver-3 step costs 3, a DDIM step 1).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from diffcore.samplers._base import AbstractSolver
+from diffcore.samplers._base import AbstractSolver, Requirements
 from diffcore.samplers._registry import SOLVERS, get_solver
-from diffcore.samplers._statistics import StepStatistics
 
 __all__ = ["SCHEDULABLE_METHODS", "PerStepSolver"]
 
-#: the ODE solvers a schedule may use: deterministic, of fixed cost per step, for every affine process
+#: the ODE solvers a schedule may use: deterministic, of fixed cost per step, for processes without
+#: a mean shift (those whose declared requirements do not require one)
 SCHEDULABLE_METHODS: tuple[str, ...] = tuple(
-    name for name, cls in SOLVERS.items() if not cls.stochastic and cls.processes == "affine"
+    name for name, cls in SOLVERS.items() if not cls.stochastic and cls.requires.shift != "required"
 )
 
 
 @dataclass(frozen=True)
-class _ScheduleState(StepStatistics):
-    """The driver's counts (``nfe``, ``accepted``) plus the state of the method now running."""
+class _ScheduleState:
+    """The index of the next step and the state of the method now running."""
 
+    i: int = 0
     inner: Any = None
 
 
@@ -40,10 +42,10 @@ class PerStepSolver(AbstractSolver):
     methods costs them their history; single-step methods (``ddim``, ``dpm_solver_2``,
     ``dpm_solver_3``, ``heun``, ``rk4``, ``edm_heun``) lose nothing.
 
-    Cost: ``sum_i nfe_per_step(M_i)`` evaluations, reported by the driver from the state
-    (a :class:`StepStatistics`), not as ``steps * nfe_per_step``.  ``order`` is the smallest
-    declared order of the methods (the order of the global error as the grid is refined with
-    the schedule's proportions kept).
+    Cost: ``sum_i nfe_per_step(M_i)`` evaluations (the driver counts the model's calls).
+    ``order`` is the smallest declared order of the methods (the order of the global error as
+    the grid is refined with the schedule's proportions kept); :attr:`requires` combines the
+    methods' requirements (the narrowest dynamics and process, no shift).
 
     Parameters
     ----------
@@ -69,6 +71,7 @@ class PerStepSolver(AbstractSolver):
     """
 
     name: ClassVar[str] = "per_step"
+    stochastic: ClassVar[bool] = False
 
     def __init__(self, methods: Any) -> None:
         if isinstance(methods, str) or not hasattr(methods, "__iter__"):
@@ -102,27 +105,23 @@ class PerStepSolver(AbstractSolver):
 
     @property
     def nfe_per_step(self) -> int:
-        """The largest cost of one step (the driver reads the true total from the state)."""
+        """The largest cost of one step (:attr:`nfe` is the cost of the whole schedule)."""
         return max(s.nfe_per_step for s in self.solvers)
 
-    def check_dynamics(self, dynamics) -> None:
-        for s in dict.fromkeys(self.solvers):
-            s.check_dynamics(dynamics)
+    @property
+    def requires(self) -> Requirements:  # type: ignore[override]
+        """The combined requirements of the methods (see :meth:`Requirements.__and__`)."""
+        return functools.reduce(lambda a, b: a & b, (s.requires for s in self.solvers))
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
-        i = state.accepted if isinstance(state, _ScheduleState) else 0
+        i = state.i if isinstance(state, _ScheduleState) else 0
         if i >= len(self.solvers):
             raise ValueError(f"the schedule has {len(self.solvers)} steps; the grid asks for step {i + 1}")
         solver = self.solvers[i]
         same = i > 0 and self.solvers[i - 1] is solver
         inner = state.inner if same else None
         x1, inner1 = solver.step(dynamics, x, t0, t1, None, inner)
-        if isinstance(inner1, StepStatistics):  # a method that counts its own (variable) cost
-            cost = inner1.nfe - (inner.nfe if isinstance(inner, StepStatistics) else 0)
-        else:
-            cost = solver.nfe_per_step
-        nfe = state.nfe if isinstance(state, _ScheduleState) else 0
-        return x1, _ScheduleState(nfe + cost, i + 1, 0, inner1)
+        return x1, _ScheduleState(i + 1, inner1)
 
     def __repr__(self) -> str:
         return f"PerStepSolver({list(self.methods)!r})"

@@ -20,8 +20,8 @@ from diffcore.samplers._unipc import UniPC2, UniPC3
 
 __all__ = ["ADAPTIVE_SOLVERS", "SOLVERS", "get_solver"]
 
-#: name -> solver class; ODE solvers first, then the reverse-SDE samplers, then those of one
-#: process family only (``processes == "mean_reverting"``)
+#: name -> solver class; ODE solvers first, then the reverse-SDE samplers, then those for processes
+#: with a mean shift (``requires.shift == "required"``)
 SOLVERS: dict[str, type[AbstractSolver]] = {
     cls.name: cls
     for cls in (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from diffcore.samplers._base import AbstractSolver, require_reverse_dynamics
+from diffcore.dynamics import AbstractReverseDynamics
+from diffcore.processes import AbstractProcess
+from diffcore.samplers._base import AbstractSolver, Requirements
 
 __all__ = ["Ancestral", "EulerMaruyama"]
 
@@ -20,10 +22,7 @@ class EulerMaruyama(AbstractSolver):
 
     name: ClassVar[str] = "euler_maruyama"
     order: ClassVar[int] = 1
-    stochastic: ClassVar[bool] = True
-
-    def check_dynamics(self, dynamics) -> None:
-        """Any noise scale is allowed."""
+    requires: ClassVar[Requirements] = Requirements(noise="any")
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         h = t1 - t0
@@ -47,10 +46,9 @@ class Ancestral(AbstractSolver):
 
     name: ClassVar[str] = "ancestral"
     order: ClassVar[int] = 1
-    stochastic: ClassVar[bool] = True
-
-    def check_dynamics(self, dynamics) -> None:
-        require_reverse_dynamics(self, dynamics, 1)
+    requires: ClassVar[Requirements] = Requirements(
+        dynamics=AbstractReverseDynamics, process=AbstractProcess, shift="forbidden", noise="reverse"
+    )
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         p = dynamics.process

@@ -1,4 +1,4 @@
-"""What a solver whose cost varies from step to step reports to the driver."""
+"""What a solver that takes internal steps between the grid times reports to the driver."""
 
 from __future__ import annotations
 
@@ -9,21 +9,19 @@ __all__ = ["StepStatistics"]
 
 @dataclass(frozen=True)
 class StepStatistics:
-    """Counts carried in a solver's ``state`` when ``steps * nfe_per_step`` is not its true cost.
+    """Step counts carried in a solver's ``state`` when its steps are not the grid's.
 
     A solver whose state is (a subclass of) this record keeps the counts of every step so far;
-    :func:`~diffcore.integrate` then reports ``nfe``, ``accepted_steps`` and ``rejected_steps``
-    from the final state instead of ``steps * nfe_per_step``.  Used by the adaptive
-    Runge–Kutta solver (internal steps between the grid times, rejected trial steps) and by
-    the EDM Heun step, which saves its second evaluation on a final step to ``sigma = 0``.
+    :func:`~diffcore.integrate` then reports ``accepted_steps`` and ``rejected_steps`` from the
+    final state instead of the grid's step count.  Used by the adaptive Runge–Kutta solver
+    (internal steps between the grid times, rejected trial steps).  The number of evaluations
+    is not kept here: the driver counts the model's calls for every solver.
 
     Attributes
     ----------
-    nfe : score evaluations so far.
     accepted : accepted (internal) steps so far.
-    rejected : rejected trial steps so far (each one cost evaluations, counted in ``nfe``).
+    rejected : rejected trial steps so far (each one cost evaluations, counted in the NFE).
     """
 
-    nfe: int = 0
     accepted: int = 0
     rejected: int = 0

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import to_float_list
+from diffcore._validation import check_array
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
-from diffcore.samplers import get_solver, integrate
+from diffcore.samplers import Adaptive, get_solver, integrate
+from diffcore.samplers._driver import check_grid
 
 __all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
 
@@ -58,18 +59,40 @@ def propagate_gaussian_law(
     to machine precision.  Deterministic solvers are probed over the whole grid through
     :func:`~diffcore.integrate`, so multistep methods (which carry a state) are exact too;
     stochastic solvers are probed step by step and must keep no state (else ``ValueError``).
-    (Not valid for steps that are not affine, e.g. the Langevin corrector of ``pc`` whose step
-    size depends on the batch, or an adaptive solver whose step control sees the whole batch.)
+    Solvers declare whether this applies (:attr:`~diffcore.samplers.AbstractSolver.affine_step`):
+    not for steps that are not affine, e.g. the Langevin corrector of ``pc`` whose step size
+    depends on the batch, nor for an adaptive solver whose step control sees the whole batch.
 
-    Parameters: ``mean (d,)``, ``cov (d, d)`` the law at ``ts[0]``; returns the law at ``ts[-1]``.
+    Parameters: ``mean (d,)``, ``cov (d, d)`` (symmetric positive semi-definite) the law at
+    ``ts[0]``; ``ts`` a strictly monotone grid in the direction of ``dynamics``; returns the law
+    at ``ts[-1]``.
+
+    Raises
+    ------
+    ValueError
+        for a solver whose steps are not affine, a mean or covariance of the wrong shape, a
+        covariance that is not symmetric positive semi-definite, or a bad grid; the checks of
+        :func:`~diffcore.integrate` (dynamics that do not meet the solver's requirements).
     """
     solver = get_solver(solver)
+    if not solver.affine_step or isinstance(solver, Adaptive):
+        raise ValueError(
+            f"propagate_gaussian_law needs a solver whose step is affine in (state, noise); {solver.name} "
+            f"declares affine_step = False (its step depends on the whole batch)"
+        )
     solver.check_dynamics(dynamics)
-    m = np.asarray(mean, dtype=np.float64)
-    c = np.asarray(cov, dtype=np.float64)
+    m = np.asarray(check_array("mean", mean, ndim=1), dtype=np.float64)
     d = m.shape[0]
+    c = np.asarray(check_array("cov", cov, ndim=2), dtype=np.float64)
+    if c.shape != (d, d):
+        raise ValueError(f"cov must have shape (d, d) = ({d}, {d}) to match mean; got {c.shape}")
+    if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.max(np.abs(c))))):
+        raise ValueError("cov must be symmetric")
+    low = float(np.min(np.linalg.eigvalsh(c))) if d else 0.0
+    if low < -1e-10 * max(1.0, float(np.max(np.abs(c)))):
+        raise ValueError(f"cov must be positive semi-definite; its smallest eigenvalue is {low}")
     k = solver.noise_draws
-    grid = to_float_list(ts)
+    grid = check_grid(ts, dynamics.direction, type(dynamics).__name__)
     probes = np.vstack([np.zeros((1, d)), np.eye(d)])
     if not k:
         # deterministic: the whole integration is one affine map, probed through the driver, so

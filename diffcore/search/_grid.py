@@ -42,10 +42,8 @@ import numpy as np
 from diffcore._array import resolve_rng
 from diffcore._validation import check_choice, check_steps, check_time
 from diffcore.dynamics import ProbabilityFlowODE
-from diffcore.samplers._driver import Solution, integrate
-from diffcore.samplers._grids import time_grid
-from diffcore.samplers._per_step import SCHEDULABLE_METHODS, PerStepSolver
-from diffcore.samplers._registry import get_solver
+from diffcore.samplers import SCHEDULABLE_METHODS, PerStepSolver, Solution, get_solver, integrate, time_grid
+from diffcore.testing import reference_ode_solution
 
 __all__ = [
     "GRID_FAMILIES",
@@ -361,8 +359,6 @@ def optimize_grid(
     >>> res.nfe, len(res.ts), bool(res.error <= res.init_error)
     (4, 5, True)
     """
-    from diffcore.testing import reference_ode_solution
-
     nfe = check_steps(nfe, "nfe")
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     if not methods:
