@@ -9,6 +9,7 @@ torch object, which means it is already imported.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "as_array",
     "broadcast_time",
     "device_of",
+    "flatten_batch",
     "is_scalar_time",
     "namespace",
     "normal",
@@ -66,6 +68,14 @@ def as_array(value: Array, like: Array, *, dtype: Any = None) -> Array:
     if is_torch_array(value):
         value = value.detach().cpu().numpy()
     return xp.asarray(value, dtype=dtype, device=device(like))
+
+
+def flatten_batch(x: Array) -> Array:
+    """``x (n, ...)`` as ``(n, D)`` with ``D`` the product of the trailing axes; also for ``n = 0``.
+
+    (``reshape(x, (n, -1))`` cannot infer ``D`` from an empty batch.)
+    """
+    return namespace(x).reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
 
 def broadcast_time(t: Any, x: Array) -> Any:

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffcore._array import broadcast_time, is_scalar_time, namespace
-from diffcore._validation import check_choice
+from diffcore._validation import (
+    Model,
+    check_array,
+    check_choice,
+    check_same_namespace,
+    check_time_for,
+)
 
 __all__ = ["PREDICTIONS", "convert", "reparametrize"]
 
@@ -47,8 +53,10 @@ def convert(value: Array, x: Array, t: Any, process: Any, *, source: str, target
     Raises
     ------
     ValueError
-        for an unknown name, or when the conversion needs to divide by a coefficient that
-        vanishes (or is infinite) at ``t``.
+        for an unknown name, ``value`` of another shape than ``x``, a bad time, or when the
+        conversion needs to divide by a coefficient that vanishes (or is infinite) at ``t``.
+    TypeError
+        for non-arrays, complex arrays, or ``value`` and ``x`` of different array libraries.
 
     Example
     -------
@@ -62,6 +70,12 @@ def convert(value: Array, x: Array, t: Any, process: Any, *, source: str, target
     """
     check_choice("source", source, PREDICTIONS)
     check_choice("target", target, PREDICTIONS)
+    check_same_namespace(value=value, x=x)
+    x = check_array("x", x, finite=False)
+    value = check_array("value", value, finite=False)
+    if tuple(value.shape) != tuple(x.shape):
+        raise ValueError(f"value must have the shape of x {tuple(x.shape)}; got {tuple(value.shape)}")
+    t = check_time_for(t, x)
     if source == target:
         return value
     c = _Coefficients(process, t, x, f"converting {source} -> {target}")
@@ -135,8 +149,7 @@ class Reparametrized:
     target: str
 
     def __post_init__(self) -> None:
-        if not callable(self.model):
-            raise TypeError(f"model must be callable (x, t) -> array; got {type(self.model).__name__}")
+        object.__setattr__(self, "model", Model.of(self.model, "model"))
         check_choice("source", self.source, PREDICTIONS)
         check_choice("target", self.target, PREDICTIONS)
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
-from diffcore._array import as_array, device_of, is_scalar_time, namespace
+from diffcore._array import as_array, device_of, is_scalar_time, namespace, to_float_list
 
 __all__ = [
     "Counter",
@@ -36,10 +36,12 @@ __all__ = [
     "check_array",
     "check_choice",
     "check_finite",
+    "check_grid",
     "check_model_output",
     "check_nonnegative",
     "check_points",
     "check_positive",
+    "check_real",
     "check_same_namespace",
     "check_steps",
     "check_time",
@@ -63,6 +65,11 @@ def check_nonnegative(name: str, value: Any) -> float:
     if not v >= 0:
         raise ValueError(f"{name} must be >= 0; got {value!r}")
     return v
+
+
+def check_real(name: str, value: Any) -> float:
+    """A finite real number (not a bool, not an array)."""
+    return _real(name, value)
 
 
 def _real(name: str, value: Any) -> float:
@@ -122,15 +129,15 @@ def check_steps(steps: Any, name: str = "steps") -> int:
 
 
 def check_points(x: Any, dim: int, name: str = "x") -> Any:
-    """A batch of points of shape (n, dim) with a real floating dtype."""
-    if not hasattr(x, "shape"):
-        raise TypeError(f"{name} must be an array of shape (n, {dim}); got {type(x).__name__}")
-    if x.ndim != 2 or x.shape[1] != dim:
+    """A batch of points of shape ``(n, dim)``, cleaned by :func:`check_array` (integers promoted).
+
+    Values are not inspected (no finiteness check): this guards functions that are called at
+    every step of a sampler, where reading values would synchronise a device.  NaN rows give
+    NaN rows, and the driver reports a non-finite state with its step.
+    """
+    if hasattr(x, "shape") and hasattr(x, "ndim") and (x.ndim != 2 or x.shape[1] != dim):
         raise ValueError(f"{name} must have shape (n, {dim}); got {tuple(x.shape)}")
-    xp = namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
-    return x
+    return check_array(name, x, ndim=2, dim=dim, finite=False)
 
 
 def check_time_for(t: Any, x: Any) -> Any:
@@ -141,6 +148,25 @@ def check_time_for(t: Any, x: Any) -> Any:
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(f"t must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
     return as_array(t, x)
+
+
+def check_grid(ts: Any, direction: int = 0, who: str = "the dynamics") -> list[float]:
+    """A strictly monotone grid of at least two times in ``[0, 1]``, as floats; decreasing for
+    ``direction = -1`` (reverse-time SDEs), increasing for ``+1``, either way for ``0``."""
+    grid = to_float_list(ts)
+    if len(grid) < 2:
+        raise ValueError(f"ts must hold at least two times; got {len(grid)}")
+    if any(not 0.0 <= t <= 1.0 for t in grid):  # NaN fails this too
+        raise ValueError(f"every time in ts must lie in [0, 1]; got range [{min(grid)}, {max(grid)}]")
+    diffs = np.diff(grid)
+    if not (np.all(diffs < 0) or np.all(diffs > 0)):
+        raise ValueError("ts must be strictly monotone")
+    if direction * diffs[0] < 0:
+        raise ValueError(
+            f"{who} is integrated {'backwards' if direction < 0 else 'forwards'} in time; ts must be "
+            f"{'decreasing' if direction < 0 else 'increasing'}, got {grid[0]} -> {grid[1]} -> ..."
+        )
+    return grid
 
 
 def check_unshifted(process: Any, who: str) -> None:
@@ -178,18 +204,19 @@ def check_array(
     dim: int | None = None,
     finite: bool = True,
     promote: bool = True,
+    shape: str | None = None,
 ) -> Any:
     """An array of real numbers: the rules of this module, applied to one argument.
 
     Refuses non-arrays and complex dtypes (``TypeError``), a wrong number of axes or a trailing
     axis other than ``dim`` (``ValueError``), NaN or infinity when ``finite`` (``ValueError``).
     Integer and boolean arrays are promoted to float64 on the same device (``promote``; with
-    ``promote=False`` they are refused).  Empty batches pass.  Returns the cleaned array.
+    ``promote=False`` they are refused).  Empty batches pass.  ``shape`` describes the expected
+    shape in the message for a non-array.  Returns the cleaned array.
     """
     if not is_array_api_obj(x) or isinstance(x, (int, float, complex, bool)) or not hasattr(x, "shape"):
-        shape = "(n, ...)" if ndim is None else "(" + ", ".join(["n", *["..."] * (ndim - 1)]) + ")"
-        if dim is not None and ndim == 2:
-            shape = f"(n, {dim})"
+        if shape is None:
+            shape = {None: "(n, ...)", 1: "(n,)", 2: f"(n, {dim or 'd'})"}.get(ndim, f"of {ndim} axes")
         raise TypeError(f"{name} must be an array of shape {shape}; got {type(x).__name__}")
     xp = array_namespace(x)
     if xp.isdtype(x.dtype, "complex floating"):
@@ -219,30 +246,39 @@ def check_same_namespace(**arrays: Any) -> Any:
     kinds = {k: (is_torch_array(v), str(device_of(v)) if is_torch_array(v) else "cpu") for k, v in named.items()}
     if len(set(kinds.values())) > 1:
         listed = ", ".join(f"{k}: {describe(v)}" for k, v in named.items())
+        names = list(named)
         raise TypeError(
-            f"{' and '.join(named)} must be arrays of one library on one device; got {listed} "
+            f"{', '.join(names[:-1])} and {names[-1]} must be arrays of one library on one device; got {listed} "
             f"(convert with torch.as_tensor(..., device=...) or .cpu().numpy())"
         )
     return namespace(*named.values())
 
 
 # -- models ---------------------------------------------------------------------------------------
-def check_model_output(name: str, out: Any, x: Any, *, what: str = "an array", input_name: str = "x") -> Any:
+def check_model_output(
+    name: str, out: Any, x: Any, *, what: str = "an array", input_name: str = "x", shape: tuple[int, ...] | None = None
+) -> Any:
     """``out``, after checking it is what a model ``(x, t) -> array shaped like x`` must return.
 
-    The rule: an array of ``x``'s library and device, with a real floating dtype and ``x``'s shape.
+    The rule: an array of ``x``'s library and device, with a real floating dtype and ``x``'s shape
+    (or ``shape``, for models of another output shape, such as log-densities ``(n,)``).
     Only metadata is read (never values), so the check costs microseconds and never
     synchronises a device.  Raises ``TypeError`` (not an array, another library or device, a
     complex, integer or boolean dtype) or ``ValueError`` (another shape), naming the model and
     both shapes.
     """
-    if type(out) is type(x) and out.shape == x.shape:  # the fast path: same array type and shape
+    expected = tuple(x.shape) if shape is None else tuple(shape)
+    if type(out) is type(x) and tuple(out.shape) == expected:  # the fast path: same array type and shape
         if is_torch_array(x):
             if out.device == x.device and out.dtype.is_floating_point:
                 return out
         elif out.dtype.kind == "f":
             return out
-    what = f"{name} must return {what} shaped like its input {input_name} {tuple(x.shape)}"
+    what = (
+        f"{name} must return {what} shaped like its input {input_name} {expected}"
+        if shape is None
+        else f"{name} must return {what} of shape {expected}"
+    )
     if not is_array_api_obj(out) or not hasattr(out, "shape") or isinstance(out, (int, float, complex)):
         raise TypeError(f"{what}; got {type(out).__name__}")
     if is_torch_array(out) != is_torch_array(x) or array_namespace(out) is not array_namespace(x):

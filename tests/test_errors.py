@@ -357,7 +357,7 @@ BAD_POINTS = [
     ("1d", np.zeros(2), ValueError, r"x must have shape \(n, 2\); got \(2,\)"),
     ("3d", np.zeros((3, 2, 1)), ValueError, r"x must have shape \(n, 2\); got \(3, 2, 1\)"),
     ("list", [[0.0, 0.0]], TypeError, r"x must be an array of shape \(n, 2\); got list"),
-    ("int-dtype", np.zeros((3, 2), dtype=np.int64), TypeError, r"x must have a real floating dtype; got int64"),
+    ("complex-dtype", np.zeros((3, 2), dtype=complex), TypeError, r"x must be real; got complex dtype complex128"),
 ]
 
 

@@ -329,7 +329,8 @@ def test_wrong_shape_is_named_once():
         calls.append(t)
         return score(x, t)[:, :1]
 
-    with pytest.raises(ValueError, match=r"scores\[1\] must return an array shaped like x \(4, 2\); got \(4, 1\)"):
+    rule = r"scores\[1\] 'flat' must return an array shaped like its input x \(4, 2\); got \(4, 1\)"
+    with pytest.raises(ValueError, match=rule):
         superpose(p, [score, flat], x0, steps=5)
     assert len(calls) == 1  # checked at the first step, before any use
 

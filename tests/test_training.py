@@ -639,7 +639,7 @@ X = DATA.sample(8, rng=0)
         (lambda: denoising_loss(lambda x, t: x, X * np.nan, dc.VPSDE()), ValueError, "x0 must be finite"),
         (lambda: flow_matching_loss(lambda x, t: x, (X, X * np.nan), dc.LinearInterpolant()), ValueError, "x1 must be"),
         (lambda: denoising_loss(lambda x, t: x, X, dc.VPSDE(), weighting=lambda t: t[:3]), ValueError, "weighting"),
-        (lambda: denoising_loss(lambda x, t: x, X.astype(int), dc.VPSDE()), TypeError, "floating"),
+        (lambda: denoising_loss(lambda x, t: x, X.astype(complex), dc.VPSDE()), TypeError, "must be real"),
         (lambda: flow_matching_loss(lambda x, t: x, X, dc.VPSDE()), TypeError, "AbstractInterpolant"),
         (
             lambda: interpolant_score_loss(lambda x, t: x, X, dc.OneSidedInterpolant()),

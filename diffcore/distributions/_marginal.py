@@ -95,7 +95,7 @@ class ExactField:
 
     def __call__(self, x: Array, t: Any) -> Array:
         mixture = _check(self.process, self.data)
-        check_points(x, mixture.dim)
+        x = check_points(x, mixture.dim)
         t = check_time_for(t, x)
         a, s = self.process.alpha(t), self.process.sigma(t)
         if self.process.shift is not None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import device_of, namespace, normal, resolve_rng, uniform
-from diffcore._validation import check_points
+from diffcore._validation import check_points, check_real
 from diffcore.distributions._components import Components, component_terms, logsumexp, softmax
 
 __all__ = ["Gaussian", "GaussianMixture"]
@@ -92,7 +92,7 @@ class GaussianMixture:
         return second - m[:, None] * m[None, :]
 
     def _terms(self, x: Array) -> tuple[Any, Any, Any, Components]:
-        check_points(x, self.dim)
+        x = check_points(x, self.dim)
         comps = self._components.like(x)
         log_joint, proj, var = component_terms(x, comps, 1.0, 0.0)
         return log_joint, proj, var, comps
@@ -130,7 +130,12 @@ class GaussianMixture:
         return xp.take(comps.means, idx_x, axis=0) + scaled[:, :, 0]
 
     def affine(self, alpha: float, sigma: float) -> GaussianMixture:
-        """The law of ``alpha X + sigma Z`` with ``X`` from this mixture and ``Z ~ N(0, I)``."""
+        """The law of ``alpha X + sigma Z`` with ``X`` from this mixture and ``Z ~ N(0, I)``.
+
+        ``alpha`` and ``sigma`` are real numbers, the same for every component (``TypeError``
+        for arrays: per-component scales would not describe ``alpha X + sigma Z``).
+        """
+        alpha, sigma = check_real("alpha", alpha), check_real("sigma", sigma)
         comps = self._components
         xp = namespace(comps.means)
         var = alpha**2 * comps.eigvals + sigma**2

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, is_scalar_time, namespace
-from diffcore._validation import check_unshifted
+from diffcore._validation import check_array, check_model_output, check_unshifted
 from diffcore.processes import AbstractProcess
 
 __all__ = ["check_field", "check_fp_time", "check_output", "check_process", "check_x"]
@@ -31,17 +31,10 @@ def check_field(name: str, field: Any) -> Any:
 
 
 def check_x(x: Any) -> Array:
-    """Finite points of shape ``(n, d)``, ``n, d >= 1``, with a real floating dtype."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"x must be an array of shape (n, d); got {type(x).__name__}")
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"x must have shape (n, d) with n, d >= 1; got {tuple(x.shape)}")
-    xp = namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"x must have a real floating dtype; got {x.dtype}")
-    if not bool(xp.all(xp.isfinite(x))):
-        raise ValueError("x must be finite; it contains NaN or infinity")
-    return x
+    """Finite real points of shape ``(n, d)``, ``d >= 1`` (integers promoted; ``n = 0`` allowed)."""
+    if hasattr(x, "shape") and hasattr(x, "ndim") and (x.ndim != 2 or x.shape[1] < 1):
+        raise ValueError(f"x must have shape (n, d) with d >= 1; got {tuple(x.shape)}")
+    return check_array("x", x, ndim=2)
 
 
 def check_fp_time(t: Any, x: Array) -> Any:
@@ -66,15 +59,9 @@ def check_fp_time(t: Any, x: Array) -> Any:
 
 
 def check_output(name: str, out: Any, shape: tuple[int, ...], x: Array) -> Array:
-    """The first output of a user field: an array of ``shape`` of ``x``'s library, finite."""
-    if not hasattr(out, "shape"):
-        raise TypeError(f"{name} must return an array of shape {shape}; got {type(out).__name__}")
-    if tuple(out.shape) != shape:
-        raise ValueError(f"{name} must return an array of shape {shape}; got {tuple(out.shape)}")
-    try:
-        xp = namespace(out, x)
-    except TypeError as err:
-        raise TypeError(f"{name} must return an array of the same library as x; got {type(out).__name__}") from err
+    """The first output of a user field: as :func:`~diffcore._validation.check_model_output` demands, and finite."""
+    check_model_output(name, out, x, shape=shape)
+    xp = namespace(out)
     if not bool(xp.all(xp.isfinite(out))):
         raise ValueError(f"{name} must be finite at the points given; it returned NaN or infinity")
     return out

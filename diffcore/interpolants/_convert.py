@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._validation import check_choice, check_nonnegative
+from diffcore._validation import Model, check_choice, check_model_output, check_nonnegative, check_time
 from diffcore.interpolants._base import AbstractInterpolant, Interpolant
 from diffcore.processes import AbstractProcess, AffineProcess
 
@@ -62,6 +62,10 @@ def process_from_interpolant(interpolant: AbstractInterpolant) -> AffineProcess:
 _KINDS = ("velocity", "score", "denoiser", "density")
 
 
+def _check_density(name: str, out: Any, x: Array, t: Any) -> Array:
+    return check_model_output(name, out, x, shape=(x.shape[0],))
+
+
 @dataclass(frozen=True, eq=False)
 class TimeReversed:
     """``field`` seen in reversed time ``t -> 1 - t``; velocities also change sign."""
@@ -70,12 +74,12 @@ class TimeReversed:
     kind: str = "velocity"
 
     def __post_init__(self) -> None:
-        if not callable(self.field):
-            raise TypeError(f"field must be callable (x, t) -> array; got {type(self.field).__name__}")
         check_choice("kind", self.kind, _KINDS)
+        check = _check_density if self.kind == "density" else None
+        object.__setattr__(self, "field", Model.of(self.field, "field", check=check))
 
     def __call__(self, x: Array, t: Any) -> Array:
-        out = self.field(x, 1 - t)
+        out = self.field(x, 1 - check_time(t))
         return -out if self.kind == "velocity" else out
 
 

@@ -118,7 +118,7 @@ class InterpolantFields:
         return coefs, d_coefs, gamma, gdg
 
     def _terms(self, x: Array, t: Any) -> dict[str, Any]:
-        check_points(x, self.dim)
+        x = check_points(x, self.dim)
         t = check_time_for(t, x)
         src = self._like(x)
         coefs, d_coefs, gamma, gdg = self._coefficients(t)

@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import as_array, namespace, normal, resolve_rng
+from diffcore._array import as_array, flatten_batch, namespace, normal, resolve_rng
 from diffcore._parametrization import PREDICTIONS, reparametrize
-from diffcore._validation import check_choice, check_finite, check_unshifted
+from diffcore._validation import Model, check_array, check_choice, check_finite, check_unshifted
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import EulerMaruyama, Solution, time_grid
 
@@ -61,9 +61,8 @@ Mixer = Callable[..., Array]
 
 
 def as_score(process: AbstractProcess, model: Any, prediction: str, name: str) -> Callable[[Array, Any], Array]:
-    """``model`` (predicting ``prediction``) as a score callable; raises ``TypeError`` naming it."""
-    if not callable(model):
-        raise TypeError(f"{name} must be callable (x, t) -> array; got {type(model).__name__}")
+    """``model`` (predicting ``prediction``) as a score callable whose every output is checked (:class:`Model`)."""
+    model = Model.of(model, name)
     check_choice("prediction", prediction, PREDICTIONS)
     if prediction == "score":
         return model
@@ -99,7 +98,7 @@ def _coefficients(process: AbstractProcess, t: float) -> tuple[float, float]:
 
 
 def _flat(a: Array) -> Array:
-    return namespace(a).reshape(a, (a.shape[0], -1))
+    return flatten_batch(a)
 
 
 def run(
@@ -123,6 +122,9 @@ def run(
     """
     xp = namespace(x_init)
     rng = resolve_rng(rng)
+    if x_init.shape[0] == 0:  # an empty batch: nothing to evaluate
+        paths = (xp.stack([x_init] * len(ts)), xp.stack([log_init] * len(ts))) if save_path else (None, None)
+        return Path(x_init, log_init, *paths, 0)
     shape, dim = tuple(x_init.shape), int(math.prod(x_init.shape[1:]))
     y, ell = x_init, log_init
     n_steps, start, nfe = len(ts) - 1, 0, 0
@@ -143,11 +145,8 @@ def run(
         f, g2 = _coefficients(process, t0)
         if not (math.isfinite(f) and math.isfinite(g2)):
             raise ValueError(f"the drift or diffusion is not finite at t = {t0} (f = {f}, g^2 = {g2})")
-        s = [score(y, t0) for score in scores]
+        s = [score(y, t0) for score in scores]  # Model: each output checked against y
         nfe += len(scores)
-        if i == start:
-            for value, name in zip(s, names):
-                _check_output(value, shape, name, t0)
         s_flat = xp.stack([_flat(v) for v in s], axis=1)  # (n, M, D)
         y_flat = _flat(y)
         z = normal(rng, (1, *shape), y)[0]
@@ -168,12 +167,6 @@ def run(
             path.append(y)
             log_path.append(ell)
     return Path(y, ell, xp.stack(path) if save_path else None, xp.stack(log_path) if save_path else None, nfe)
-
-
-def _check_output(value: Any, shape: tuple[int, ...], name: str, t: float) -> None:
-    if not hasattr(value, "shape") or tuple(value.shape) != shape:
-        got = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
-        raise ValueError(f"{name} must return an array shaped like x {shape}; got {got} at t = {t}")
 
 
 def _check_finite_state(y: Array, ell: Array, i: int, n_steps: int, t0: float, t1: float) -> None:
@@ -199,10 +192,8 @@ def grid_for(process: Any, steps: int, t_min: float, t_max: float, grid: str) ->
 
 
 def check_x_init(x_init: Any) -> Array:
-    """A finite array of shape ``(n, ...)``."""
-    if not hasattr(x_init, "shape") or x_init.ndim < 1:
-        raise TypeError(f"x_init must be an array of shape (n, ...); got {type(x_init).__name__}")
-    return check_finite("x_init", x_init)
+    """A finite real array of shape ``(n, ...)`` (integers promoted to float)."""
+    return check_array("x_init", x_init)
 
 
 def _single(ell, s_flat, y_flat, dy0, f, g2, h):

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import as_array, to_float_list
+from diffcore._array import as_array
+from diffcore._validation import check_array, check_grid
 
 __all__ = ["PathStraightness", "path_straightness"]
 
@@ -31,13 +32,15 @@ def path_straightness(path: Any, ts: Any) -> PathStraightness:
 
     Both vanish in the sense above exactly when every trajectory is a straight line traversed at
     constant speed.  Use ``Solution.path`` and ``Solution.ts`` of :func:`~diffcore.integrate`
-    with ``save_path=True``.
+    with ``save_path=True``.  ``ts`` must be a strictly monotone grid in ``[0, 1]`` and ``path``
+    finite (``ValueError``); an empty batch (``n = 0``) has no straightness (``ValueError``).
     """
+    path = check_array("path", path, ndim=3, shape="(len(ts), n, d)")
     x = np.asarray(as_array(path, np.empty(0)), dtype=np.float64)
-    grid = np.asarray(to_float_list(ts))
-    if x.ndim != 3 or x.shape[0] != grid.shape[0] or x.shape[0] < 2:
+    grid = np.asarray(check_grid(ts))
+    if x.shape[0] != grid.shape[0] or x.shape[1] < 1:
         raise ValueError(
-            f"path must have shape (len(ts), n, d) with len(ts) >= 2; got {x.shape} and {grid.shape[0]} times"
+            f"path must have shape (len(ts), n, d) with n >= 1; got {x.shape} and {grid.shape[0]} times"
         )
     steps = np.diff(x, axis=0)  # (K, n, d)
     h = np.abs(np.diff(grid))[:, None]  # (K, 1)

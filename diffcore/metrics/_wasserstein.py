@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, device_of, namespace, normal, resolve_rng
-from diffcore._validation import check_steps
+from diffcore._validation import check_array, check_same_namespace, check_steps
 
 __all__ = ["FloorEstimate", "sliced_w2", "w2", "w2_floor", "w2_gaussian"]
 
@@ -17,16 +17,26 @@ Array = Any
 
 
 def _points(name: str, x: Any) -> Array:
-    if not hasattr(x, "shape"):
-        raise TypeError(f"{name} must be an array of shape (n, d); got {type(x).__name__}")
-    if x.ndim != 2:
+    """Finite real points ``(n, d)``, ``n >= 1`` (a distance between empty measures is undefined);
+    integer and boolean points are promoted to float64."""
+    if hasattr(x, "shape") and hasattr(x, "ndim") and x.ndim != 2:
         raise ValueError(f"{name} must be an array of shape (n, d); got shape {tuple(x.shape)}")
+    x = check_array(name, x, ndim=2)
     if x.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one point; got shape {tuple(x.shape)}")
-    xp = namespace(x)
-    if not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     return x
+
+
+def _finite_result(value: Array, what: str, x: Array, y: Array) -> Array:
+    """``value`` unless it overflowed: squared distances beyond the float range are not a distance."""
+    xp = namespace(value)
+    if not bool(xp.all(xp.isfinite(value))):
+        big = max(float(xp.max(xp.abs(x))), float(xp.max(xp.abs(y))))
+        raise ValueError(
+            f"{what} overflows: the squared distances between x and y exceed the range of {x.dtype} "
+            f"(largest |coordinate| {big:.3g}); rescale the points"
+        )
+    return value
 
 
 def _weights(name: str, w: Any, n: int, like: Array) -> Array:
@@ -47,10 +57,12 @@ def _weights(name: str, w: Any, n: int, like: Array) -> Array:
 
 
 def _pair(x: Any, y: Any) -> tuple[Array, Array]:
+    check_same_namespace(x=x, y=y)
     x, y = _points("x", x), _points("y", y)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dimension; got {x.shape[1]} and {y.shape[1]}")
-    namespace(x, y)  # refuses mixed array libraries
+    if x.dtype != y.dtype:  # e.g. integer points promoted to float64 beside float32 ones
+        x, y = as_array(x, x, dtype=namespace(x).float64), as_array(y, y, dtype=namespace(y).float64)
     return x, y
 
 
@@ -70,13 +82,18 @@ def w2(x: Array, y: Array, a: Array | None = None, b: Array | None = None, *, ma
     Returns a 0-d array of the inputs' type, dtype and device (a NumPy scalar for NumPy input).
     A sample-based ``w2`` has a finite-sample floor (see :func:`w2_floor`): it detects
     gross errors of a sampler, not discretisation error.
+
+    Integer or boolean points are promoted to float64; NumPy mixed with torch, NaN, empty point
+    sets, and points whose squared distances overflow raise (``TypeError`` / ``ValueError``).
     """
     import ot
 
     x, y = _pair(x, y)
     a = _weights("a", a, x.shape[0], x)
     b = _weights("b", b, y.shape[0], y)
-    cost, log = ot.emd2(a, b, ot.dist(x, y), numItermax=max_iter, log=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
+        cost_matrix = _finite_result(ot.dist(x, y), "w2", x, y)
+    cost, log = ot.emd2(a, b, cost_matrix, numItermax=max_iter, log=True)
     if log.get("warning"):
         raise RuntimeError(f"ot.emd2 did not reach optimality: {log['warning']} (raise max_iter)")
     xp = namespace(x)
@@ -118,10 +135,13 @@ def w2_gaussian(mean1: Array, cov1: Array, mean2: Array, cov2: Array) -> Array:
     Raises ``ValueError`` for mismatched shapes, non-finite entries, or a covariance that is
     not symmetric or has a negative eigenvalue (both up to a relative ``sqrt(eps)``).
     """
-    xp = namespace(mean1, cov1, mean2, cov2)
-    d = mean1.shape[0] if hasattr(mean1, "shape") and mean1.ndim == 1 else None
-    if d is None:
-        raise ValueError(f"mean1 must have shape (d,); got {getattr(mean1, 'shape', None)}")
+    xp = check_same_namespace(mean1=mean1, cov1=cov1, mean2=mean2, cov2=cov2)
+    if hasattr(mean1, "shape") and mean1.ndim != 1:
+        raise ValueError(f"mean1 must have shape (d,); got {tuple(mean1.shape)}")
+    mean1 = check_array("mean1", mean1, ndim=1, finite=False)
+    named = {"mean2": mean2, "cov1": cov1, "cov2": cov2}
+    mean2, cov1, cov2 = (check_array(k, v, min_ndim=0, finite=False) for k, v in named.items())
+    d = mean1.shape[0]
     for name, arr, shape in (("mean2", mean2, (d,)), ("cov1", cov1, (d, d)), ("cov2", cov2, (d, d))):
         if tuple(arr.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}; got {tuple(arr.shape)}")
@@ -146,6 +166,7 @@ def sliced_w2(x: Array, y: Array, n_projections: int = 256, rng: Any = None) -> 
     inputs' device; each 1-D problem is solved by sorting in POT
     (``ot.sliced_wasserstein_distance``; Rabin et al. 2011, Bonneel et al. 2015).  The
     estimate has Monte Carlo error ``O(n_projections^{-1/2})`` and is at most ``w2``.
+    Inputs follow the rules of :func:`w2` (integer points promoted, mixed libraries refused).
     """
     import ot
 
@@ -154,7 +175,9 @@ def sliced_w2(x: Array, y: Array, n_projections: int = 256, rng: Any = None) -> 
     xp = namespace(x)
     theta = normal(resolve_rng(rng), (x.shape[1], n_projections), x)
     theta = theta / xp.sqrt(xp.sum(theta**2, axis=0, keepdims=True))
-    return ot.sliced_wasserstein_distance(x, y, n_projections=n_projections, p=2, projections=theta)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
+        value = ot.sliced_wasserstein_distance(x, y, n_projections=n_projections, p=2, projections=theta)
+    return _finite_result(value, "sliced_w2", x, y)
 
 
 @dataclass(frozen=True)

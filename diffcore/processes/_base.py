@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import broadcast_time, is_scalar_time, namespace, normal, resolve_rng
+from diffcore._array import broadcast_time, flatten_batch, is_scalar_time, namespace, normal, resolve_rng
 from diffcore._schedule import evaluate
-from diffcore._validation import check_finite, check_time
+from diffcore._validation import check_array, check_finite, check_time
 from diffcore.processes._linear import AbstractLinearSDE, Transition
 
 __all__ = ["AbstractProcess", "Transition"]
@@ -209,8 +209,8 @@ class AbstractProcess(AbstractLinearSDE):
 
     def prior_log_prob(self, x: Array) -> Array:
         """``log N(x; 0, prior_std^2 I)`` summed over all but the batch axis; shape ``(n,)``."""
-        xp = namespace(x)
-        flat = xp.reshape(x, (x.shape[0], -1))
+        x = check_array("x", x, finite=False)  # called along sampler paths: values are not read
+        xp, flat = namespace(x), flatten_batch(x)
         dim = flat.shape[1]
         return -0.5 * xp.sum(flat**2, axis=1) / self.prior_std**2 - 0.5 * dim * math.log(
             2 * math.pi * self.prior_std**2

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_numpy_array
 
-from diffcore._array import namespace, normal, resolve_rng, to_float_list
-from diffcore._validation import Counter, check_array
+from diffcore._array import namespace, normal, resolve_rng
+from diffcore._validation import Counter, check_array, check_grid
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
 from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
@@ -56,25 +56,6 @@ class Solution:
     model_log_densities: Any = None
     accepted_steps: int | None = None
     rejected_steps: int | None = None
-
-
-def check_grid(ts: Any, direction: int = 0, who: str = "the dynamics") -> list[float]:
-    """A strictly monotone grid of at least two times in ``[0, 1]``, as floats; decreasing for
-    ``direction = -1`` (reverse-time SDEs), increasing for ``+1``, either way for ``0``."""
-    grid = to_float_list(ts)
-    if len(grid) < 2:
-        raise ValueError(f"ts must hold at least two times; got {len(grid)}")
-    if any(not 0.0 <= t <= 1.0 for t in grid):  # NaN fails this too
-        raise ValueError(f"every time in ts must lie in [0, 1]; got range [{min(grid)}, {max(grid)}]")
-    diffs = np.diff(grid)
-    if not (np.all(diffs < 0) or np.all(diffs > 0)):
-        raise ValueError("ts must be strictly monotone")
-    if direction * diffs[0] < 0:
-        raise ValueError(
-            f"{who} is integrated {'backwards' if direction < 0 else 'forwards'} in time; ts must be "
-            f"{'decreasing' if direction < 0 else 'increasing'}, got {grid[0]} -> {grid[1]} -> ..."
-        )
-    return grid
 
 
 def _raise_non_finite(solver: AbstractSolver, i: int, grid: list[float]) -> None:

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._validation import check_array
+from diffcore._validation import check_array, check_grid
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
 from diffcore.samplers import Adaptive, get_solver, integrate
-from diffcore.samplers._driver import check_grid
 
 __all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
 

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from diffcore._array import resolve_rng
-from diffcore._validation import check_choice, check_positive, check_steps, check_time
+from diffcore._validation import Model, check_choice, check_positive, check_steps, check_time
 from diffcore.graphs import GraphSDE, check_graphs
+from diffcore.graphs._system import check_joint_output
 from diffcore.training._error import DEFAULT_TIMES, FieldError
 from diffcore.training._torch import (
     as_tensor,
@@ -291,12 +292,7 @@ def graph_dsm_loss(
     gen = generator(rng, X0.device)
     t = uniform_times(n, t_min, t_max, gen, X0)
     X_t, A_t, eps_x, eps_a = _marginal(system, X0, A0, t, gen, mask)
-    s_x, s_a = model(X_t, A_t, t.to(X0.dtype), mask)
-    if tuple(s_x.shape) != tuple(X0.shape) or tuple(s_a.shape) != tuple(A0.shape):
-        raise ValueError(
-            f"the model must return (s_X, s_A) of shapes {tuple(X0.shape)} and {tuple(A0.shape)}; "
-            f"got {tuple(s_x.shape)} and {tuple(s_a.shape)}"
-        )
+    s_x, s_a = Model.of(model, "model", check=check_joint_output)(X_t, A_t, t.to(X0.dtype), mask)
     (_, sigma_x), (_, sigma_a) = _coefficients(system, t)
     sigma_x, sigma_a = sigma_x.to(X0.dtype)[:, None, None], sigma_a.to(X0.dtype)[:, None, None]
     if weighting == "sigma2":

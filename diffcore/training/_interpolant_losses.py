@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from diffcore._validation import check_choice
+from diffcore._validation import Model, check_choice
 from diffcore.distributions import Gaussian, GaussianMixture
 from diffcore.interpolants import AbstractInterpolant
 from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
@@ -78,6 +78,7 @@ def flow_matching_loss(
     with ``kind="linear"`` the target is ``x_1 - x_0``.  The value at the minimiser is
     ``E tr Cov(dx_t/dt | x_t)``.
     """
+    model = Model.of(model, "model")
     x0, x1, z, t = _draws(batch, interpolant, rng, rho0, coupling, t_min, t_max)
     x_t, d_i, d_gamma, _ = _path(interpolant, x0, x1, z, t)
     err = model(x_t, t.to(x_t.dtype)) - (d_i + d_gamma * z)
@@ -105,6 +106,7 @@ def interpolant_velocity_loss(
     and ``x_t^- = I - gamma z`` (with ``-z``), which cancels the ``gamma' z`` term's variance to
     first order (sec. 6).
     """
+    model = Model.of(model, "model")
     x0, x1, z, t = _draws(batch, interpolant, rng, rho0, coupling, t_min, t_max)
     x_t, d_i, d_gamma, gamma = _path(interpolant, x0, x1, z, t)
     tm = t.to(x_t.dtype)
@@ -143,6 +145,7 @@ def interpolant_score_loss(
     order and the variance stays bounded as ``gamma -> 0`` (sec. 6).  Needs ``gamma(t) > 0``.
     """
     check_choice("weighting", weighting, ("none", "gamma2"))
+    model = Model.of(model, "model")
     x0, x1, z, t = _draws(batch, interpolant, rng, rho0, coupling, t_min, t_max)
     x_t, _, _, gamma = _path(interpolant, x0, x1, z, t)
     _need_noise(gamma, "interpolant_score_loss")
@@ -178,6 +181,7 @@ def interpolant_denoiser_loss(
     ``-E|eta(x_t)|^2``; ``antithetic=True`` averages over ``x_t^{+-} = I +- gamma z`` (with
     ``+-z``).  Needs ``gamma(t) > 0``.
     """
+    model = Model.of(model, "model")
     x0, x1, z, t = _draws(batch, interpolant, rng, rho0, coupling, t_min, t_max)
     x_t, _, _, gamma = _path(interpolant, x0, x1, z, t)
     _need_noise(gamma, "interpolant_denoiser_loss")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from diffcore._parametrization import PREDICTIONS
-from diffcore._validation import check_choice, check_unshifted
+from diffcore._validation import Model, check_choice, check_unshifted
 from diffcore.processes import AbstractProcess
 from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
 
@@ -85,6 +85,7 @@ def denoising_loss(
     Raises ``ValueError`` for an unknown prediction or weighting, bad times, or a target
     that is not finite at the drawn times (``score`` at ``sigma = 0``).
     """
+    model = Model.of(model, "model")
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
     check_unshifted(process, "denoising_loss")

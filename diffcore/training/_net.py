@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from diffcore._validation import check_positive, check_steps
+from diffcore._validation import check_array, check_positive, check_steps
 from diffcore.training._torch import batch_times, generator, initialise_uniform, sinusoidal_features, time_frequencies
 
 __all__ = ["MLPField"]
@@ -42,7 +43,8 @@ class MLPField(torch.nn.Module):
     Calling
     -------
     ``model(x, t)`` with ``t`` a float or an ``(n,)`` array.  A torch ``x`` gives a differentiable
-    tensor of ``x``'s dtype and device.  A NumPy ``x`` is run under ``torch.no_grad()`` and
+    tensor of ``x``'s dtype and device (integer or boolean ``x`` is promoted to float64 first;
+    complex ``x`` is refused).  A NumPy ``x`` is run under ``torch.no_grad()`` and
     returns a NumPy array of ``x``'s dtype, so the model plugs into diffcore's samplers and,
     through :func:`diffcore.reparametrize`, into any converter (learn ``eps``, sample with the
     score ``-eps / sigma``).
@@ -87,15 +89,16 @@ class MLPField(torch.nn.Module):
 
     def forward(self, x: Any, t: Any) -> Any:
         """``f_theta(x, t)``, shaped like ``x`` (see the class docstring for NumPy input)."""
+        if not isinstance(x, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"x must be an array of shape (n, ...); got {type(x).__name__}")
+        x = check_array("x", x, finite=False)  # integer and boolean points become float64
         if isinstance(x, np.ndarray):
             with torch.no_grad():
                 w = self.layers[0].weight
                 out = self.forward(torch.as_tensor(x, dtype=w.dtype, device=w.device), _numpy_time(t))
             return out.cpu().numpy().astype(x.dtype, copy=False)
-        if not isinstance(x, torch.Tensor) or x.ndim < 1:
-            raise TypeError(f"x must be an array of shape (n, ...); got {type(x).__name__}")
         n = x.shape[0]
-        flat = x.reshape(n, -1)
+        flat = x.reshape(n, math.prod(x.shape[1:]))
         if flat.shape[1] != self.dim:
             raise ValueError(f"x must have {self.dim} features per point; got shape {tuple(x.shape)}")
         w = self.layers[0].weight

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from diffcore._validation import check_array
+
 __all__ = [
     "as_tensor",
     "batch_times",
@@ -44,15 +46,15 @@ def generator(rng: Any = None, device: Any = "cpu") -> torch.Generator:
 
 
 def as_tensor(name: str, x: Any, *, dtype: Any = None, device: Any = None) -> torch.Tensor:
-    """``x`` (a NumPy array or a tensor, shape ``(n, ...)``) as a floating tensor."""
-    if isinstance(x, np.ndarray):
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
+    """``x`` (a NumPy array or a tensor, shape ``(n, ...)``, ``n >= 1``) as a floating tensor.
+
+    Integer and boolean data are promoted to float64 (``dtype`` then converts); complex is refused.
+    """
+    if not isinstance(x, (np.ndarray, torch.Tensor)):
         raise TypeError(f"{name} must be a NumPy array or a torch tensor of shape (n, ...); got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
+    x = check_array(name, x, finite=False)
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
     if x.ndim < 1 or x.shape[0] < 1:
         raise ValueError(f"{name} must have shape (n, ...) with n >= 1; got {tuple(x.shape)}")
     return x.to(dtype=dtype or x.dtype, device=device or x.device)
