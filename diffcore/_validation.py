@@ -34,6 +34,7 @@ __all__ = [
     "Counter",
     "Model",
     "check_array",
+    "check_batch",
     "check_choice",
     "check_finite",
     "check_grid",
@@ -43,6 +44,8 @@ __all__ = [
     "check_positive",
     "check_real",
     "check_same_namespace",
+    "check_scalar_time",
+    "check_size",
     "check_steps",
     "check_time",
     "check_time_for",
@@ -104,6 +107,14 @@ def check_time(t: Any, name: str = "t") -> Any:
     return t
 
 
+def check_scalar_time(t: Any, name: str = "t") -> float:
+    """A time in [0, 1] given as one real number (not an array, a string or a bool); returned as float."""
+    if not is_scalar_time(t) or isinstance(t, (bool, np.bool_)):
+        what = f"an array of shape {tuple(t.shape)}" if hasattr(t, "shape") else type(t).__name__
+        raise TypeError(f"{name} must be a float in [0, 1]; got {what}")
+    return check_time(t, name)
+
+
 def check_finite(name: str, x: Any) -> Any:
     """An array without NaN or infinity."""
     xp = namespace(x)
@@ -126,6 +137,15 @@ def check_steps(steps: Any, name: str = "steps") -> int:
     if steps < 1:
         raise ValueError(f"{name} must be >= 1; got {steps}")
     return int(steps)
+
+
+def check_size(value: Any, name: str) -> int:
+    """A size that may be zero (a number of features, of points to draw): an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value}")
+    return int(value)
 
 
 def check_points(x: Any, dim: int, name: str = "x") -> Any:
@@ -236,6 +256,20 @@ def check_array(
     return x
 
 
+def check_batch(name: str, x: Any) -> Any:
+    """A batch ``(n, ...)`` of real numbers, for functions called at every step of a sampler.
+
+    The fast path (a real floating array with a batch axis) reads only the dtype and the number
+    of axes; anything else goes through :func:`check_array` (integers promoted, complex, lists and
+    0-d arrays refused).  Values are not read: no device synchronisation.
+    """
+    dtype = getattr(x, "dtype", None)
+    real_float = getattr(dtype, "kind", None) == "f" or getattr(dtype, "is_floating_point", False)
+    if real_float and getattr(x, "ndim", 0) >= 1:
+        return x
+    return check_array(name, x, finite=False)
+
+
 def check_same_namespace(**arrays: Any) -> Any:
     """The namespace shared by the named arrays (``None`` values skipped); else ``TypeError`` naming them.
 
@@ -332,6 +366,7 @@ class Model:
         return Model(self.fn, self.name, check=self.check, counter=counter)
 
     def __call__(self, x: Any, *args: Any) -> Any:
+        x = check_batch("x", x)  # integer points reach the model as floats
         out = self.fn(x, *args)
         if self.counter is not None:
             self.counter.n += 1

@@ -284,7 +284,7 @@ DATA_CASES = [
         ValueError,
         r"covs must be positive definite; smallest eigenvalue per component \[0\]",
     ),
-    _case("cov-nan", lambda: dc.Gaussian(np.zeros(2), np.full((2, 2), NAN)), ValueError, r"covs must be finite"),
+    _case("cov-nan", lambda: dc.Gaussian(np.zeros(2), np.full((2, 2), NAN)), ValueError, r"cov must be finite"),
     _case(
         "cov-vs-mean",
         lambda: dc.Gaussian(np.zeros(2), np.eye(3)),
@@ -303,10 +303,10 @@ DATA_CASES = [
         ValueError,
         r"mean must have shape \(d,\); got \(1, 2\)",
     ),
-    _case("mean-nan", lambda: dc.Gaussian(np.array([NAN, 0.0]), np.eye(2)), ValueError, r"means must be finite"),
-    _case("mean-str", lambda: dc.Gaussian("ab", np.eye(2)), TypeError, r"mean must be a real array; got str"),
-    _case("sample-n-negative", lambda: G.sample(-1), ValueError, r"n must be a non-negative int; got -1"),
-    _case("sample-n-float", lambda: G.sample(2.5), ValueError, r"n must be a non-negative int; got 2.5"),
+    _case("mean-nan", lambda: dc.Gaussian(np.array([NAN, 0.0]), np.eye(2)), ValueError, r"mean must be finite"),
+    _case("mean-str", lambda: dc.Gaussian("ab", np.eye(2)), TypeError, r"mean must have a real floating dtype"),
+    _case("sample-n-negative", lambda: G.sample(-1), ValueError, r"n must be >= 0; got -1"),
+    _case("sample-n-float", lambda: G.sample(2.5), TypeError, r"n must be an int; got float"),
     _case(
         "exact-score-process",
         lambda: dc.exact_score("vp", G),

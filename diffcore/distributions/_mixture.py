@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import device_of, namespace, normal, resolve_rng, uniform
-from diffcore._validation import check_points, check_real
+from diffcore._validation import check_array, check_points, check_real, check_same_namespace, check_size
 from diffcore.distributions._components import Components, component_terms, logsumexp, softmax
 
 __all__ = ["Gaussian", "GaussianMixture"]
@@ -17,15 +17,15 @@ Array = Any
 
 
 def _to_array(name: str, value: Any) -> Array:
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        xp = namespace(value)
-        if not xp.isdtype(value.dtype, "real floating"):
-            value = xp.astype(value, xp.float64)
-        return value
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a real array; got {type(value).__name__}") from err
+    """An array (or a nested sequence of numbers) as a finite real array; integers become float64."""
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a real array; got {type(value).__name__}") from err
+        if value.dtype == object:
+            raise TypeError(f"{name} must be a real array; got a sequence of {type(value.flat[0]).__name__}")
+    return check_array(name, value, min_ndim=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +58,7 @@ class GaussianMixture:
     _components: Components = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_same_namespace(weights=self.weights, means=self.means, covs=self.covs)
         weights = _to_array("weights", self.weights)
         means = _to_array("means", self.means)
         covs = _to_array("covs", self.covs)
@@ -114,8 +115,7 @@ class GaussianMixture:
 
     def sample(self, n: int, rng: Any = None, *, like: Array = None) -> Array:
         """Draw ``n`` points, shape ``(n, d)``, with ``like``'s (else the means') array type."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be a non-negative int; got {n!r}")
+        n = check_size(n, "n")
         rng = resolve_rng(rng)
         like = self.means if like is None else like
         comps = self._components.like(like)
@@ -160,6 +160,7 @@ class Gaussian:
     _mixture: GaussianMixture = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_same_namespace(mean=self.mean, cov=self.cov)
         mean = _to_array("mean", self.mean)
         cov = _to_array("cov", self.cov)
         if mean.ndim != 1:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from diffcore._validation import check_array
 from diffcore.fokker_planck._checks import check_field, check_process
 from diffcore.metrics import w2
 from diffcore.samplers import get_solver, sample
@@ -59,6 +60,9 @@ def ode_sde_gap(
     """
     check_process(process)
     check_field("score", score)
+    x_init = check_array("x_init", x_init)
+    if x_init.shape[0] < 1:  # W2 between empty samples is undefined
+        raise ValueError(f"x_init must hold at least one point; got shape {tuple(x_init.shape)}")
     if get_solver(ode_method).stochastic:
         raise ValueError(f"ode_method must be a deterministic (ODE) method; got {ode_method!r}")
     if not get_solver(sde_method).stochastic:

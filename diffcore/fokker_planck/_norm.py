@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import namespace, resolve_rng, to_float_list
-from diffcore._validation import check_steps
+from diffcore._validation import check_array, check_steps
 from diffcore.distributions import Gaussian, GaussianMixture, marginal
 from diffcore.fokker_planck._residual import fp_residual
 
@@ -80,14 +80,18 @@ def fp_residual_norm(
     Returns an :class:`FPResidualNorm`.  Raises ``ValueError`` for an empty or out-of-range
     grid, a negative or non-finite weight, or points of the wrong shape.
     """
-    grid = to_float_list(ts)
+    grid = to_float_list(check_array("ts", np.asarray(ts) if isinstance(ts, (list, tuple)) else ts, ndim=1))
     if not grid:
         raise ValueError("ts must hold at least one time; got none")
+    if not all(0.0 < t <= 1.0 for t in grid):  # NaN fails this too
+        raise ValueError(f"ts must lie in (0, 1] (the score is singular at t = 0); got {grid}")
     batches = _point_source(process, points, len(grid), n, rng)
     weights = np.asarray([_weight(weight, t) for t in grid])
     means, variances = np.empty(len(grid)), np.empty(len(grid))
     for j, t in enumerate(grid):
         x = batches(j, t)
+        if x.shape[0] < 1:  # the mean square of no residuals is not a norm
+            raise ValueError(f"points must hold at least one point at every time; got {tuple(x.shape)} at t = {t}")
         r = fp_residual(process, score, x, t, method=method, h=h, k=k)
         xp = namespace(r)
         sq = xp.sum(r * r, axis=1)
@@ -119,6 +123,7 @@ def _point_source(process: Any, points: Any, m: int, n: Any, rng: Any) -> Callab
         gen = resolve_rng(rng)
         return lambda j, t: marginal(process, points, t).sample(n, gen)
     if hasattr(points, "shape"):
+        points = check_array("points", points)
         if points.ndim == 2:
             return lambda j, t: points
         if points.ndim == 3 and points.shape[0] == m:

@@ -10,11 +10,13 @@ noise on the packed upper triangle *is* symmetric noise on ``A`` (Jo, Lee and Hw
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from diffcore._array import as_array, namespace, normal, resolve_rng
+from diffcore._validation import check_array, check_real, check_same_namespace, check_size, check_steps
 
 __all__ = [
     "check_graphs",
@@ -32,7 +34,8 @@ Array = Any
 
 
 def n_coordinates(n_nodes: int, n_features: int) -> int:
-    """``D = N F + N (N - 1) / 2``: the packed coordinates of a graph on ``N`` nodes with ``F`` features."""
+    """``D = N F + N (N - 1) / 2``: the packed coordinates of a graph on ``N >= 1`` nodes with ``F >= 0`` features."""
+    n_nodes, n_features = check_steps(n_nodes, "n_nodes"), check_size(n_features, "n_features")
     return n_nodes * n_features + n_nodes * (n_nodes - 1) // 2
 
 
@@ -72,7 +75,8 @@ def pack(X: Array, A: Array) -> Array:
     >>> pack(np.zeros((1, 3, 1)), A)[0, 3:].tolist()
     [1.0, 0.0, 2.0]
     """
-    xp = namespace(X, A)
+    X, A = _check_pair(X, A)
+    xp = namespace(X)
     n, N = A.shape[0], A.shape[1]
     iu, ju = _upper(N, A)
     return xp.concat([xp.reshape(X, (n, N * X.shape[2])), A[:, iu, ju]], axis=1)
@@ -80,9 +84,10 @@ def pack(X: Array, A: Array) -> Array:
 
 def unpack(z: Array, n_nodes: int, n_features: int) -> tuple[Array, Array]:
     """Inverse of :func:`pack`: ``(n, D) -> (X (n, N, F), A (n, N, N))`` with ``A`` mirrored, zero diagonal."""
+    z = check_array("z", z, ndim=2, finite=False)
     xp = namespace(z)
     n, N, F = z.shape[0], n_nodes, n_features
-    if z.ndim != 2 or z.shape[1] != n_coordinates(N, F):
+    if z.shape[1] != n_coordinates(N, F):
         raise ValueError(
             f"a packed graph state on N={N} nodes with F={F} features has shape (n, {n_coordinates(N, F)}); "
             f"got {tuple(z.shape)}"
@@ -96,6 +101,7 @@ def unpack(z: Array, n_nodes: int, n_features: int) -> tuple[Array, Array]:
 
 def packed_mask(mask: Array, n_features: int) -> Array:
     """The 0/1 mask of the packed coordinates ``(n, D)``: features of present nodes, pairs of present nodes."""
+    n_features = check_size(n_features, "n_features")
     xp = namespace(mask)
     n, N = mask.shape
     feats = xp.reshape(xp.broadcast_to(mask[:, :, None], (n, N, n_features)), (n, N * n_features))
@@ -149,6 +155,21 @@ def _mask_like(mask: Array, like: Array, n: int, N: int) -> Array:
     return m
 
 
+def _check_pair(X: Any, A: Any) -> tuple[Array, Array]:
+    """``X (n, N, F)`` and ``A (n, N, N)`` as real arrays of one library (integer and boolean promoted)."""
+    check_same_namespace(X=X, A=A)
+    for name, arr in (("X", X), ("A", A)):
+        if hasattr(arr, "ndim") and hasattr(arr, "shape") and arr.ndim != 3:
+            raise ValueError(
+                f"{name} must have 3 axes ({'(n, N, F)' if name == 'X' else '(n, N, N)'}); got shape {tuple(arr.shape)}"
+            )
+    X = check_array("X", X, ndim=3, finite=False, shape="(n, N, F)")
+    A = check_array("A", A, ndim=3, finite=False, shape="(n, N, N)")
+    if X.dtype != A.dtype:
+        A = as_array(A, X)
+    return X, A
+
+
 def check_graphs(X: Array, A: Array, mask: Array = None, *, rtol: float | None = None) -> tuple[Array, Array, Array]:
     r"""Validate a graph batch and return ``(X, A, mask)`` with ``mask`` as a float 0/1 array.
 
@@ -163,14 +184,7 @@ def check_graphs(X: Array, A: Array, mask: Array = None, *, rtol: float | None =
 
     Returned ``mask`` has ``X``'s array type, dtype and device.
     """
-    for name, arr, nd in (("X", X, 3), ("A", A, 3)):
-        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-            raise TypeError(f"{name} must be an array; got {type(arr).__name__}")
-        if arr.ndim != nd:
-            raise ValueError(
-                f"{name} must have {nd} axes ({'(n, N, F)' if name == 'X' else '(n, N, N)'}); "
-                f"got shape {tuple(arr.shape)}"
-            )
+    X, A = _check_pair(X, A)
     xp = namespace(X, A)
     n, N = A.shape[0], A.shape[1]
     if A.shape[2] != N:
@@ -180,9 +194,7 @@ def check_graphs(X: Array, A: Array, mask: Array = None, *, rtol: float | None =
     if X.shape[1] != N:
         raise ValueError(f"X and A must have the same number of nodes N; got {X.shape[1]} and {N}")
     for name, arr in (("X", X), ("A", A)):
-        if not xp.isdtype(arr.dtype, "real floating"):
-            raise TypeError(f"{name} must have a real floating dtype; got {arr.dtype}")
-        if not bool(xp.all(xp.isfinite(arr))):
+        if math.prod(arr.shape) and not bool(xp.all(xp.isfinite(arr))):
             raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     if rtol is None:
         rtol = 100 * float(np.finfo(np.float32 if "32" in str(A.dtype) else np.float64).eps)
@@ -225,6 +237,8 @@ def quantize(A: Array, threshold: float = 0.5, mask: Array = None) -> Array:
     >>> quantize(np.array([[[0.0, 0.7], [0.7, 0.0]]]))[0].tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
+    A = check_array("A", A, ndim=3, shape="(n, N, N)")
+    threshold = check_real("threshold", threshold)
     xp = namespace(A)
     sym = 0.5 * (A + _transpose(A))
     q = xp.astype(sym > threshold, A.dtype)

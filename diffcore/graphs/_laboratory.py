@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, is_scalar_time, namespace, resolve_rng, to_float_list
-from diffcore._validation import check_positive
+from diffcore._validation import check_positive, check_size
 from diffcore.graphs._graph import _transpose, check_graphs, pack, packed_mask, quantize, unpack
 from diffcore.graphs._system import GraphSDE
 
@@ -287,6 +287,7 @@ class GraphLaboratory:
 
         Returns NumPy ``(X (n, N, F), A (n, N, N), mask (n, N))``; present nodes come first.
         """
+        n = check_size(n, "n")
         rng = resolve_rng(rng)
         if not isinstance(rng, np.random.Generator):
             raise TypeError("GraphLaboratory.sample draws with a NumPy generator (or an int seed)")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from diffcore._validation import check_choice, check_positive
+from diffcore._validation import check_array, check_choice, check_positive
 
 __all__ = ["KERNELS", "histogram_emd", "histogram_kernel", "mmd2"]
 
@@ -69,6 +69,7 @@ def _pmfs(name: str, samples: Any, length: int = 0) -> np.ndarray:
     for i, h in enumerate(rows):
         if h.ndim != 1 or h.shape[0] < 1:
             raise ValueError(f"{name}[{i}] must be a non-empty 1-D histogram; got shape {h.shape}")
+        check_array(f"{name}[{i}]" if len(rows) > 1 and not hasattr(samples, "shape") else name, h, finite=False)
     width = max(length, *(h.shape[0] for h in rows))
     out = np.zeros((len(rows), width))
     for i, h in enumerate(rows):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from diffcore._array import as_array, broadcast_time, namespace, normal, resolve_rng
-from diffcore._validation import Model, check_model_output, check_nonnegative
+from diffcore._validation import Model, check_batch, check_model_output, check_nonnegative
 from diffcore.dynamics import AbstractReverseDynamics
 from diffcore.graphs._graph import (
     _default_like,
@@ -272,17 +272,19 @@ class GraphReverseSDE(AbstractReverseDynamics):
         """``N``."""
         return self.mask.shape[1]
 
-    def _check_state(self, x: Array) -> None:
+    def _check_state(self, x: Array) -> Array:
+        x = check_batch("x", x)
         D = n_coordinates(self.n_nodes, self.n_features)
         if x.ndim != 2 or x.shape[1] != D or self.mask.shape[0] not in (1, x.shape[0]):
             raise ValueError(
-                f"the packed state must have shape (n, {D}) with n = {self.mask.shape[0]} (or any n for a (1, N) "
-                f"mask); got {tuple(x.shape)}"
+                f"x, the packed state, must have shape (n, {D}) with n = {self.mask.shape[0]} (or any n for a "
+                f"(1, N) mask); got {tuple(x.shape)}"
             )
+        return x
 
     def score(self, x: Array, t: Any) -> Array:
         """The joint score on packed coordinates ``(n, D)``, zero on masked-out coordinates (one NFE)."""
-        self._check_state(x)
+        x = self._check_state(x)
         X, A = unpack(x, self.n_nodes, self.n_features)
         xp = namespace(x)
         mask = xp.broadcast_to(self.mask, (x.shape[0], self.n_nodes))

@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from diffcore._array import as_array, namespace, resolve_rng, uniform
+from diffcore._validation import check_array, check_same_namespace
 
 __all__ = ["independent_coupling", "minibatch_ot_coupling"]
 
 Array = Any
 
 
-def _check_pair(x0: Any, x1: Any) -> None:
-    for name, a in (("x0", x0), ("x1", x1)):
-        if not hasattr(a, "shape") or a.ndim != 2:
-            raise ValueError(f"{name} must be an array of shape (n, d); got {getattr(a, 'shape', type(a).__name__)}")
-        xp = namespace(a)
-        if not bool(xp.all(xp.isfinite(a))):
-            raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+def _check_pair(x0: Any, x1: Any) -> tuple[Array, Array]:
+    """Two finite real minibatches ``(n, d)`` of one shape and one array library (integers promoted)."""
+    check_same_namespace(x0=x0, x1=x1)
+    x0, x1 = check_array("x0", x0, ndim=2), check_array("x1", x1, ndim=2)
     if tuple(x0.shape) != tuple(x1.shape):
         raise ValueError(f"x0 and x1 must have the same shape (n, d); got {tuple(x0.shape)} and {tuple(x1.shape)}")
-    namespace(x0, x1)
+    return x0, x1
 
 
 def independent_coupling(x0: Array, x1: Array, rng: Any = None) -> tuple[Array, Array]:
@@ -29,7 +27,7 @@ def independent_coupling(x0: Array, x1: Array, rng: Any = None) -> tuple[Array, 
     Independent draws are already an independent coupling; the shuffle makes that hold even
     when the rows of ``x1`` were ordered (e.g. sorted by mixture component).
     """
-    _check_pair(x0, x1)
+    x0, x1 = _check_pair(x0, x1)
     import numpy as np
 
     perm = np.argsort(uniform(resolve_rng(rng), (x1.shape[0],)))
@@ -51,7 +49,9 @@ def minibatch_ot_coupling(x0: Array, x1: Array, rng: Any = None) -> tuple[Array,
     import numpy as np
     import ot
 
-    _check_pair(x0, x1)
+    x0, x1 = _check_pair(x0, x1)
+    if x0.shape[0] == 0:  # an empty minibatch is its own coupling
+        return x0, x1
     plan = ot.emd(ot.unif(x0.shape[0]), ot.unif(x1.shape[0]), ot.dist(_host(x0), _host(x1)), numItermax=10_000_000)
     jitter = 1e-12 * uniform(resolve_rng(rng), plan.shape)
     perm = np.argmax(plan + jitter, axis=1)

@@ -22,7 +22,7 @@ import math
 from typing import Any
 
 from diffcore._array import as_array, namespace, resolve_rng, uniform
-from diffcore._validation import check_finite, check_steps
+from diffcore._validation import check_array, check_finite, check_steps
 
 __all__ = ["bits_per_dim", "dequantize"]
 
@@ -85,10 +85,10 @@ def bits_per_dim(log_likelihood: Any, dim: int, *, n_bins: int = 256, low: float
     n_bins = check_steps(n_bins, "n_bins")
     low, high = _check_range(low, high)
     value = getattr(log_likelihood, "value", log_likelihood)
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ValueError(f"log_likelihood must be finite; got {value}")
     else:
-        check_finite("log_likelihood", value)
+        value = check_array("log_likelihood", value, min_ndim=0)
     log_c = math.log((high - low) / n_bins)
     return -(value + dim * log_c) / (dim * math.log(2.0))

@@ -31,8 +31,8 @@ from typing import Any
 
 from array_api_compat import is_torch_array
 
-from diffcore._array import is_scalar_time, namespace
-from diffcore._validation import check_positive, check_time
+from diffcore._array import namespace
+from diffcore._validation import Model, check_array, check_positive, check_scalar_time
 from diffcore.distributions import ExactField
 from diffcore.distributions._components import component_terms, softmax
 
@@ -163,13 +163,12 @@ def divergence(score: Any, x: Array, t: float, *, fd_step: float = 1e-4) -> Arra
     >>> bool(np.allclose(divergence(s, np.ones((2, 3)), 0.0), -3.0))
     True
     """
-    if not callable(score):
-        raise TypeError(f"score must be callable (x, t) -> array; got {type(score).__name__}")
-    if not hasattr(x, "ndim") or x.ndim != 2:
-        raise ValueError(f"x must be an array of shape (n, d); got {getattr(x, 'shape', type(x).__name__)}")
-    t = check_time(t)
-    if not is_scalar_time(t):
-        raise ValueError(f"divergence needs a scalar t; got an array of shape {tuple(t.shape)}")
+    model = Model.of(score, "score")
+    if hasattr(x, "ndim") and x.ndim != 2:
+        raise ValueError(f"x must be an array of shape (n, d); got {tuple(x.shape)}")
+    x = check_array("x", x, ndim=2, finite=False)
+    t = check_scalar_time(t)
     check_positive("fd_step", fd_step)
-    _, div, _ = evaluate(score, divergence_kind(score, x), x, float(t), None, fd_step)
+    kind = divergence_kind(score, x)
+    _, div, _ = evaluate(score if kind == "closed_form" else model, kind, x, t, None, fd_step)
     return namespace(x).reshape(div, (x.shape[0],))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diffcore._array import namespace
-from diffcore._validation import check_positive, check_unshifted
+from diffcore._validation import check_array, check_positive, check_unshifted
 from diffcore.distributions import exact_log_prob, exact_score
 from diffcore.likelihood._divergence import field_divergence
 from diffcore.processes import AbstractProcess
@@ -61,6 +61,7 @@ def t_min_gap(process: AbstractProcess, data: Any, x: Array, t_min: float) -> TM
     t_min = check_positive("t_min", t_min)
     if t_min > 1:
         raise ValueError(f"t_min must lie in (0, 1]; got {t_min}")
+    x = check_array("x", x, ndim=2)
     log_prob = exact_log_prob(process, data)
     exact = log_prob(x, t_min) - log_prob(x, 0.0)
     xp = namespace(x)

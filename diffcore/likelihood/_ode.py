@@ -15,9 +15,11 @@ from diffcore._validation import (
     Counter,
     Model,
     check_array,
+    check_batch,
     check_choice,
     check_finite,
     check_positive,
+    check_scalar_time,
     check_steps,
     check_unshifted,
 )
@@ -120,8 +122,8 @@ class AugmentedFlow(AbstractDynamics):
         return xp.reshape(out, (x.shape[0], self.dim))
 
     def drift(self, y: Array, t: Any) -> Array:
+        y, t = check_batch("y", y), check_scalar_time(t)
         xp = namespace(y)
-        t = float(t)
         x = y[:, : self.dim]
         field = self.score if self.kind == "closed_form" else self._flat_score
         s, div_s, cost = evaluate(field, self.kind, x, t, self.probes, self.fd_step)

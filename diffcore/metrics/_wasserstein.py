@@ -89,6 +89,7 @@ def w2(x: Array, y: Array, a: Array | None = None, b: Array | None = None, *, ma
     import ot
 
     x, y = _pair(x, y)
+    max_iter = check_steps(max_iter, "max_iter")
     a = _weights("a", a, x.shape[0], x)
     b = _weights("b", b, y.shape[0], y)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below

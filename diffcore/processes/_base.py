@@ -10,7 +10,7 @@ import numpy as np
 
 from diffcore._array import broadcast_time, flatten_batch, is_scalar_time, namespace, normal, resolve_rng
 from diffcore._schedule import evaluate
-from diffcore._validation import check_array, check_finite, check_time
+from diffcore._validation import check_array, check_batch, check_time
 from diffcore.processes._linear import AbstractLinearSDE, Transition
 
 __all__ = ["AbstractProcess", "Transition"]
@@ -130,6 +130,7 @@ class AbstractProcess(AbstractLinearSDE):
 
     def drift(self, x: Array, t: Any) -> Array:
         """``f(t) x`` for a batch ``x`` of shape ``(n, ...)`` and ``t`` float or ``(n,)``."""
+        x = check_batch("x", x)
         return broadcast_time(self.drift_coef(t), x) * x
 
     def log_snr(self, t: Any) -> Any:
@@ -185,7 +186,7 @@ class AbstractProcess(AbstractLinearSDE):
 
     def sample_transition(self, x_s: Array, s: Any, t: Any, rng: Any = None) -> Array:
         """Draw ``x_t`` given ``x_s`` (shape ``(n, ...)``) from :meth:`transition`."""
-        check_finite("x_s", x_s)
+        x_s = check_array("x_s", x_s)
         tr = self.transition(s, t)
         z = normal(resolve_rng(rng), tuple(x_s.shape), x_s)
         return broadcast_time(tr.scale, x_s) * x_s + broadcast_time(tr.std, x_s) * z

@@ -10,7 +10,7 @@ import numpy as np
 from array_api_compat import is_torch_array
 
 from diffcore._array import as_array, broadcast_time, device_of
-from diffcore._validation import check_choice, check_positive
+from diffcore._validation import check_array, check_batch, check_choice, check_positive
 from diffcore.processes._base import AbstractProcess
 
 __all__ = ["MeanRevertingSDE"]
@@ -124,16 +124,17 @@ class MeanRevertingSDE(AbstractProcess):
         return float(self.lambda_)
 
     def mu_like(self, x: Array) -> Array:
-        """``mu`` as an array of ``x``'s type, dtype and device, checked to fit one sample ``x[i]``."""
+        """``mu`` as an array of ``x``'s type, dtype and device: :meth:`shift_like`."""
+        return self.shift_like(x)
+
+    def shift_like(self, x: Array) -> Array:
+        """``mu`` as an array of ``x``'s type, dtype and device (converted once per kind and cached),
+        checked to fit one sample ``x[i]`` (so that it never broadcasts into a wrong shape)."""
         if self.mu.ndim and tuple(self.mu.shape) != tuple(x.shape[1:]):
             raise ValueError(
                 f"mu must be a scalar or have the shape of one sample, x.shape[1:] = {tuple(x.shape[1:])}; "
                 f"got mu of shape {tuple(self.mu.shape)}"
             )
-        return self.shift_like(x)
-
-    def shift_like(self, x: Array) -> Array:
-        """``mu`` as an array of ``x``'s type, dtype and device (converted once per kind and cached)."""
         key = (type(x).__module__, str(device_of(x)), str(x.dtype))
         if key not in self._mu_cache:
             self._mu_cache[key] = as_array(self.mu, x)
@@ -208,10 +209,12 @@ class MeanRevertingSDE(AbstractProcess):
     # -- the laws with their mean ----------------------------------------------------------
     def drift(self, x: Array, t: Any) -> Array:
         """``f(t)(x - mu) = theta_t (mu - x)`` for ``x`` of shape ``(n, ...)``."""
+        x = check_batch("x", x)
         return broadcast_time(self.drift_coef(t), x) * (x - self.mu_like(x))
 
     def sample_transition(self, x_s: Array, s: Any, t: Any, rng: Any = None) -> Array:
         """Draw ``x_t = mu + scale (x_s - mu) + std z`` given ``x_s`` (shape ``(n, ...)``)."""
+        x_s = check_array("x_s", x_s)
         mu = self.mu_like(x_s)
         return mu + AbstractProcess.sample_transition(self, x_s - mu, s, t, rng)
 
@@ -222,4 +225,5 @@ class MeanRevertingSDE(AbstractProcess):
 
     def prior_log_prob(self, x: Array) -> Array:
         """``log N(x; mu, lambda^2 I)`` summed over all but the batch axis; shape ``(n,)``."""
+        x = check_batch("x", x)
         return AbstractProcess.prior_log_prob(self, x - self.mu_like(x))

@@ -10,11 +10,11 @@ import numpy as np
 from array_api_compat import is_numpy_array
 
 from diffcore._array import namespace, normal, resolve_rng
-from diffcore._validation import Counter, check_array, check_grid
+from diffcore._validation import Counter, check_array, check_choice, check_grid
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
 from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
-from diffcore.samplers._grids import time_grid
+from diffcore.samplers._grids import GRIDS, time_grid
 from diffcore.samplers._registry import get_solver
 from diffcore.samplers._statistics import StepStatistics
 
@@ -229,6 +229,7 @@ def sample(
     solver = get_solver(method, **options)
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_choice("grid", grid, GRIDS)
     dynamics = ReverseSDE(process, score) if solver.stochastic else ProbabilityFlowODE(process, score)
     ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
     return integrate(dynamics, x_init, ts, solver, rng, save_path=save_path)

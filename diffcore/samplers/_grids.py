@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._validation import check_choice, check_positive, check_steps, check_time
+from diffcore._validation import check_choice, check_positive, check_scalar_time, check_steps
 
 __all__ = ["GRIDS", "time_grid"]
 
@@ -29,10 +29,10 @@ def time_grid(
     The two ends are exactly ``t_max`` and ``t_min``.
     """
     steps = check_steps(steps)
-    t_min, t_max = check_time(float(t_min), "t_min"), check_time(float(t_max), "t_max")
+    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
     if not t_min < t_max:
         raise ValueError(f"t_min must be < t_max; got t_min={t_min}, t_max={t_max}")
-    check_choice("grid", kind, GRIDS)
+    check_choice("kind", kind, GRIDS)
     if kind == "uniform":
         return np.linspace(t_max, t_min, steps + 1)
     lam_lo, lam_hi = process.log_snr(t_max), process.log_snr(t_min)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._validation import check_finite
+from diffcore._validation import check_array, check_finite
 from diffcore.dynamics import ProbabilityFlowODE
 from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
@@ -84,7 +84,7 @@ def invert(
     solver = get_solver(method)
     if not isinstance(solver, (DDIM, BDIA)):
         raise ValueError(f"invert supports method 'ddim' or 'bdia' (or a BDIA object); got {solver.name!r}")
-    check_finite("x0", x0)
+    x0 = check_array("x0", x0)
     ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
     ode = ProbabilityFlowODE(process, score)
     if isinstance(solver, DDIM):
@@ -95,7 +95,7 @@ def invert(
     grid_ = [float(t) for t in ts]
     n = len(grid_) - 1
     # y[k] lives at grid_[k]; y_N = x0, y_{N-1} by one DDIM inversion step
-    eps = -process.sigma(grid_[n]) * score(x0, grid_[n])
+    eps = -process.sigma(grid_[n]) * ode.score(x0, grid_[n])  # the checked model
     y_next, y = x0, x0 + ddim_increment(process, x0, eps, grid_[n], grid_[n - 1])
     for k in range(n - 1, 0, -1):
         y_next, y = y, solver.unstep(ode, y_next, y, grid_[k + 1], grid_[k], grid_[k - 1])

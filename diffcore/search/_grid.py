@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import resolve_rng
-from diffcore._validation import check_choice, check_steps, check_time
+from diffcore._validation import check_choice, check_scalar_time, check_steps
 from diffcore.dynamics import ProbabilityFlowODE
 from diffcore.samplers import SCHEDULABLE_METHODS, PerStepSolver, Solution, get_solver, integrate, time_grid
 from diffcore.testing import reference_ode_solution
@@ -174,8 +174,8 @@ class GridSearchResult:
 
     def grid(self, process: Any, *, t_min: float | None = None, t_max: float | None = None) -> np.ndarray:
         """The tuned grid carried to ``process`` (and ``[t_min, t_max]``) by its log-SNR fractions."""
-        t_min = float(self.ts[-1]) if t_min is None else check_time(float(t_min), "t_min")
-        t_max = float(self.ts[0]) if t_max is None else check_time(float(t_max), "t_max")
+        t_min = float(self.ts[-1]) if t_min is None else check_scalar_time(t_min, "t_min")
+        t_max = float(self.ts[0]) if t_max is None else check_scalar_time(t_max, "t_max")
         lo, hi = _log_snr_range(process, t_min, t_max)
         lam = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(self.log_snr_fractions)])
         ts = np.asarray(process.log_snr_inverse(lam), dtype=np.float64)
@@ -368,7 +368,7 @@ def optimize_grid(
     check_choice("objective", objective, SEARCH_OBJECTIVES)
     check_choice("init", init, GRID_INITS)
     check_choice("family", family, GRID_FAMILIES)
-    t_min, t_max = check_time(float(t_min), "t_min"), check_time(float(t_max), "t_max")
+    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
     if not 0.0 < t_min < t_max:
         raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
     starts, top_k = check_steps(starts, "starts"), check_steps(top_k, "top_k")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._validation import check_array, check_grid
+from diffcore._validation import check_array, check_grid, check_same_namespace, check_scalar_time
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
 from diffcore.samplers import Adaptive, get_solver, integrate
 
@@ -33,7 +33,8 @@ def reference_ode_solution(
 
     if not isinstance(dynamics, ProbabilityFlowODE):
         raise TypeError(f"dynamics must be a ProbabilityFlowODE; got {type(dynamics).__name__}")
-    x_init = np.asarray(x_init, dtype=np.float64)
+    t_start, t_end = check_scalar_time(t_start, "t_start"), check_scalar_time(t_end, "t_end")
+    x_init = np.asarray(check_array("x_init", x_init), dtype=np.float64)
     shape = x_init.shape
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
@@ -80,6 +81,7 @@ def propagate_gaussian_law(
             f"declares affine_step = False (its step depends on the whole batch)"
         )
     solver.check_dynamics(dynamics)
+    check_same_namespace(mean=mean, cov=cov)
     m = np.asarray(check_array("mean", mean, ndim=1), dtype=np.float64)
     d = m.shape[0]
     c = np.asarray(check_array("cov", cov, ndim=2), dtype=np.float64)
@@ -126,8 +128,8 @@ def fit_order(steps: Any, errors: Any) -> float:
 
     With a uniform step ``h = T / steps`` and error ``C h^p``, the slope is ``p``.
     """
-    steps = np.asarray(steps, dtype=np.float64)
-    errors = np.asarray(errors, dtype=np.float64)
+    steps = np.asarray(check_array("steps", np.asarray(steps), ndim=1), dtype=np.float64)
+    errors = np.asarray(check_array("errors", np.asarray(errors), ndim=1), dtype=np.float64)
     if steps.shape != errors.shape or steps.size < 2:
         raise ValueError(
             f"steps and errors must be matching 1-D arrays of length >= 2; got {steps.shape}, {errors.shape}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._validation import check_steps
+from diffcore._validation import check_array, check_steps
 
 __all__ = ["Symmetrised", "rotations", "symmetrise"]
 
@@ -30,9 +30,9 @@ def symmetrise(x: np.ndarray, k: int = 8) -> np.ndarray:
     makes "within 1.3x of the floor" a reliable check.  A sampler that breaks the symmetry is
     invisible to it; check that separately.
     """
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"x must have shape (m, 2); got {x.shape}")
+    if hasattr(x, "shape") and hasattr(x, "ndim") and (x.ndim != 2 or x.shape[1] != 2):
+        raise ValueError(f"x must have shape (m, 2); got {tuple(x.shape)}")
+    x = np.asarray(check_array("x", x, ndim=2, dim=2, shape="(m, 2)"), dtype=np.float64)
     return np.concatenate([x @ r.T for r in rotations(k)])
 
 
@@ -42,6 +42,9 @@ class Symmetrised:
 
     law: Any
     k: int = 8
+
+    def __post_init__(self) -> None:
+        check_steps(self.k, "k")
 
     def sample(self, n: int, rng: Any = None) -> np.ndarray:
         return symmetrise(self.law.sample(n // self.k, rng), self.k)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import resolve_rng
-from diffcore._validation import check_steps, check_time
+from diffcore._validation import Model, check_scalar_time, check_steps
 from diffcore.distributions import Gaussian, GaussianMixture, marginal
 from diffcore.interpolants import AbstractInterpolant, InterpolantFields, interpolant_fields
 from diffcore.processes import AbstractProcess
@@ -98,10 +98,11 @@ def field_error(
     """
     marginal_at = _marginals(law, data)
     n = check_steps(n, "n")
-    ts = [float(check_time(float(t))) for t in times]
+    ts = [check_scalar_time(t, "times") for t in times]
     if not ts:
         raise ValueError("times must hold at least one time")
     rng = resolve_rng(rng)
+    learned = Model.of(learned, "learned")
     rows = [_one_time(learned, exact, marginal_at(t).sample(n, rng), t) for t in ts]
     rel, se, ab, ref = (np.array(col, dtype=np.float64) for col in zip(*rows))
     return FieldError(np.array(ts), rel, se, ab, ref, n)

@@ -63,7 +63,7 @@ def fp_penalty(
     >>> penalty.shape, bool(penalty > 0), penalty.requires_grad
     (torch.Size([]), True, True)
     """
-    x = as_tensor("x", x)
+    x = as_tensor("x", x)  # a batch of at least one point: the mean of no residuals is not a penalty
     r = fp_residual(process, model, x, t, method="autograd")
     sq = torch.sum(r * r, dim=1)
     if weighting is None:

@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from diffcore._array import resolve_rng
-from diffcore._validation import Model, check_choice, check_positive, check_steps, check_time
+from diffcore._validation import (
+    Model,
+    check_array,
+    check_choice,
+    check_positive,
+    check_same_namespace,
+    check_scalar_time,
+    check_steps,
+)
 from diffcore.graphs import GraphSDE, check_graphs
 from diffcore.graphs._system import check_joint_output
 from diffcore.training._error import DEFAULT_TIMES, FieldError
@@ -157,6 +165,9 @@ class GraphScoreNet(torch.nn.Module):
 
     def forward(self, X: Any, A: Any, t: Any, mask: Any = None) -> tuple[Any, Any]:
         """``(s_X, s_A)`` at ``(X, A, t)`` for the nodes in ``mask`` (see the class docstring)."""
+        check_same_namespace(X=X, A=A)
+        X = check_array("X", X, ndim=3, finite=False, shape="(n, N, F)")  # integer graphs become float64
+        A = check_array("A", A, ndim=3, finite=False, shape="(n, N, N)")
         if isinstance(X, np.ndarray):
             with torch.no_grad():
                 like = self.time.weight
@@ -283,6 +294,7 @@ def graph_dsm_loss(
     t_min, t_max = check_time_range(t_min, t_max, open_ends=False)
     if t_min <= 0.0:
         raise ValueError(f"t_min must be > 0 so that sigma(t) > 0; got {t_min}")
+    check_same_namespace(X0=X0, A0=A0)
     X0 = check_finite_tensor("X0", as_tensor("X0", X0))
     A0 = check_finite_tensor("A0", as_tensor("A0", A0, dtype=X0.dtype, device=X0.device))
     if mask is not None:
@@ -329,7 +341,8 @@ def graph_score_error(
     """
     system = _check_system(system)
     n = check_steps(n, "n")
-    ts = [float(check_time(float(t))) for t in times]
+    learned_model = Model.of(learned, "learned", check=check_joint_output)
+    ts = [check_scalar_time(t, "times") for t in times]
     if not ts:
         raise ValueError("times must hold at least one time")
     rng = resolve_rng(rng)
@@ -337,7 +350,7 @@ def graph_score_error(
     for t in ts:
         X0, A0, mask = sample(n, rng)
         X_t, A_t, _, _ = system.sample_marginal(X0, A0, t, rng, mask=mask)
-        rows.append(_error_at(learned, exact, X_t, A_t, t, mask))
+        rows.append(_error_at(learned_model, exact, X_t, A_t, t, mask))
     rel, se, ab, ref = (np.array(col, dtype=np.float64) for col in zip(*rows))
     return FieldError(np.array(ts), rel, se, ab, ref, n)
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffcore._validation import check_array, check_positive, check_steps
+from diffcore._validation import check_array, check_positive, check_steps, check_time
 from diffcore.training._torch import batch_times, generator, initialise_uniform, sinusoidal_features, time_frequencies
 
 __all__ = ["MLPField"]
@@ -92,6 +92,8 @@ class MLPField(torch.nn.Module):
         if not isinstance(x, (np.ndarray, torch.Tensor)):
             raise TypeError(f"x must be an array of shape (n, ...); got {type(x).__name__}")
         x = check_array("x", x, finite=False)  # integer and boolean points become float64
+        if not hasattr(t, "shape"):
+            t = check_time(t)  # a float is checked here; arrays of times by batch_times (shape only)
         if isinstance(x, np.ndarray):
             with torch.no_grad():
                 w = self.layers[0].weight

@@ -1,0 +1,1031 @@
+"""Contracts at the boundary: the public API walked with malformed inputs, table-driven.
+
+Every public callable of ``diffcore``, ``diffcore.training``, ``diffcore.testing`` and
+``diffcore.graphs`` has a :class:`Row` in :data:`ROWS`: a call with valid arguments and the *kind*
+of each argument it checks (points, a model, a time, a count, ...).  :data:`VARIANTS` lists, for
+each kind, the malformed values a careless or unlucky user passes and what must happen:
+
+* a ``TypeError``/``ValueError`` whose message names the argument (``naming``), or
+* a correct result for a valid edge case: integer or boolean points give what the same points
+  as floats give (``same``); an empty batch gives an empty result (``empty``); NaN in a row of a
+  per-point function gives NaN in exactly that row and the other rows unchanged (``rows``).
+
+A new public function gets the same treatment by adding one row; :func:`test_every_public_name_is_covered`
+fails until it has one (or an entry in :data:`EXEMPT` that says why it takes no input to check).
+The rules themselves are written once, in ``diffcore/_validation.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+import diffcore as dc
+import diffcore.graphs as dg
+import diffcore.testing as dt
+import diffcore.training as dtr
+
+# -- the problem every row works on ---------------------------------------------------------------
+VP = dc.VPSDE()
+MR = dc.MeanRevertingSDE(mu=np.array([0.5, -0.5]))
+GM = dc.GaussianMixture(
+    np.array([0.4, 0.6]), np.array([[-1.0, 0.0], [1.0, 0.5]]), np.stack([np.eye(2), 0.5 * np.eye(2)])
+)
+G2 = dc.Gaussian(np.array([0.5, -0.5]), np.array([[1.0, 0.3], [0.3, 0.8]]))
+SCORE = dc.exact_score(VP, GM)
+RF = dc.AffineProcess(lambda t: 1 - t, lambda t: t)  # the rectified-flow path: alpha(1) = 0
+MR_SCORE = dc.exact_score(MR, GM)
+X = np.array([[0.3, -1.2], [1.5, 0.4], [-0.7, 0.9], [2.0, -0.2], [-1.1, -0.6]])
+LINEAR = dc.LinearInterpolant()
+FIELDS = dc.interpolant_fields(LINEAR, dc.Gaussian(np.zeros(2), np.eye(2)), GM)
+SYSTEM = dg.GraphSDE(dc.VPSDE(), dc.VPSDE())
+LAB = dg.GraphLaboratory.small()
+GX, _GA, GMASK = LAB.sample(3, rng=0)
+GA = dg.quantize(_GA, 0.5, GMASK)  # 0/1 adjacencies: what the graph statistics take
+GSCORE = LAB.exact_score(SYSTEM)
+
+
+def _tensor(a: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+TX = _tensor(X)
+LAB_TEMPLATES = [
+    (np.full((3, 1), 1.0), np.ones((3, 3)) - np.eye(3)),
+    (np.full((3, 1), -1.0), np.diag([1.0, 1.0], 1) + np.diag([1.0, 1.0], -1)),
+]
+
+
+def _lab_graphs(k: int, rng: Any) -> Any:
+    _, A, mask = LAB.sample(k, rng)
+    return dg.quantize(A, 0.5, mask), mask
+
+
+def _dsm(model: Any, batch: Any, rng: Any = None) -> Any:
+    return dtr.dsm_loss(model, batch, VP, rng)
+
+
+torch.manual_seed(0)
+NET = dtr.MLPField(2, width=8, depth=1, rng=0, dtype=torch.float64)
+GNET = dtr.GraphScoreNet(SYSTEM, LAB.n_features, width=8, depth=1, rng=0, dtype=torch.float64)
+
+
+# -- rows ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One public callable: how to call it with valid arguments, and the kind of each checked argument.
+
+    ``call(**args)`` makes the call; ``kinds`` maps argument names to a key of :data:`VARIANTS`;
+    ``names`` maps an argument to the word its error messages use when that is not the argument's
+    own name (e.g. the second score of ``superpose`` is ``scores[1]``).  ``out`` picks the per-point
+    output of a result (first axis = the points), ``None`` when the result is not per point.
+    ``nan`` and ``empty`` say what NaN in a row, and a batch of no points, must give:
+    ``"rows"``/``"empty"`` (a correct result) or ``"error"`` (a ``ValueError`` naming the argument).
+    """
+
+    name: str
+    call: Callable[..., Any]
+    args: dict[str, Any]
+    kinds: dict[str, str]
+    names: dict[str, str] = dataclasses.field(default_factory=dict)
+    out: Callable[[Any], Any] | None = lambda r: r
+    nan: str = "error"
+    empty: str = "empty"
+
+    @property
+    def id(self) -> str:
+        return self.name.removeprefix("diffcore.")
+
+
+def _x(r: Any) -> Any:
+    return r.x
+
+
+def _value(r: Any) -> Any:
+    return r.value
+
+
+ROWS: list[Row] = []
+
+
+def row(name: str, call: Callable, args: dict, kinds: dict, **kw: Any) -> None:
+    ROWS.append(Row(name, call, args, kinds, **kw))
+
+
+# samplers: one row per solver, on a process that meets its declared requirements
+for _method, _cls in dc.SOLVERS.items():
+    _shifted = _cls.requires.shift == "required"
+    row(
+        f"diffcore.sample[{_method}]",
+        lambda x_init, score, t_min, steps, rng, _m=_method, _p=(MR if _shifted else VP): dc.sample(
+            _p, score, x_init, method=_m, steps=steps, t_min=t_min, rng=rng
+        ),
+        {"x_init": X, "score": MR_SCORE if _shifted else SCORE, "t_min": 1e-2, "steps": 3, "rng": 0},
+        {"x_init": "points", "score": "model", "t_min": "time", "steps": "count", "rng": "rng"},
+        out=_x,
+    )
+row(
+    "diffcore.sample[adaptive]",
+    lambda x_init, score, rtol: dc.sample(VP, score, x_init, method="adaptive", steps=2, rtol=rtol, atol=1e-4),
+    {"x_init": X, "score": SCORE, "rtol": 1e-4},
+    {"x_init": "points", "score": "model", "rtol": "positive"},
+    out=_x,
+)
+row(
+    "diffcore.integrate",
+    lambda dynamics, x_init, ts, solver, rng: dc.integrate(dynamics, x_init, ts, solver, rng),
+    {"dynamics": dc.ReverseSDE(VP, SCORE), "x_init": X, "ts": [1.0, 0.5, 0.1], "solver": "euler_maruyama", "rng": 1},
+    {"x_init": "points", "ts": "grid", "solver": "choice", "rng": "rng"},
+    names={"solver": "method"},
+    out=_x,
+)
+row(
+    "diffcore.invert",
+    lambda x0, score, steps, method: dc.invert(VP, score, x0, method=method, steps=steps),
+    {"x0": X, "score": SCORE, "steps": 3, "method": "ddim"},
+    {"x0": "points", "score": "model", "steps": "count", "method": "choice"},
+    out=lambda r: r.x,
+)
+row("diffcore.get_solver", lambda method: dc.get_solver(method), {"method": "heun"}, {"method": "choice"}, out=None)
+for _cls, _param, _kind in ((dc.Adaptive, "rtol", "positive"), (dc.PredictorCorrector, "snr", "nonnegative")):
+    row(f"diffcore.{_cls.__name__}", lambda _c=_cls, **kw: _c(**kw), {_param: 0.1}, {_param: _kind}, out=None)
+
+# dynamics
+for _dyn in (dc.ReverseSDE, dc.ProbabilityFlowODE):
+    row(
+        f"diffcore.{_dyn.__name__}",
+        lambda x, t, score, _d=_dyn: _d(VP, score).drift(x, t),
+        {"x": X, "t": 0.5, "score": SCORE},
+        {"x": "points", "t": "time", "score": "model"},
+        nan="rows",
+    )
+row(
+    "diffcore.ForwardSDE",
+    lambda x, t: dc.ForwardSDE(VP).drift(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(
+    "diffcore.InterpolantODE",
+    lambda x, t, velocity: dc.InterpolantODE(velocity).drift(x, t),
+    {"x": X, "t": 0.5, "velocity": FIELDS.velocity},
+    {"x": "points", "t": "time", "velocity": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.InterpolantSDE",
+    lambda x, t, velocity, score, eps: dc.InterpolantSDE(velocity, score, eps=eps).drift(x, t),
+    {"x": X, "t": 0.5, "velocity": FIELDS.velocity, "score": FIELDS.score, "eps": 0.5},
+    {"x": "points", "t": "time", "velocity": "model", "score": "model", "eps": "nonnegative"},
+    nan="rows",
+)
+
+# processes
+for _proc in (VP, dc.SubVPSDE(), dc.VESDE(), dc.CosineVPSDE(), MR, dc.AffineProcess(lambda t: 1 - t, lambda t: t)):
+    _pn = f"diffcore.{type(_proc).__name__}"
+    row(f"{_pn}.alpha", lambda t, _p=_proc: _p.alpha(t), {"t": 0.5}, {"t": "time"}, out=None)
+    row(f"{_pn}.diffusion", lambda t, _p=_proc: _p.diffusion(t), {"t": 0.5}, {"t": "time"}, out=None)
+    row(
+        f"{_pn}.drift",
+        lambda x, t, _p=_proc: _p.drift(x, t),
+        {"x": X, "t": 0.5},
+        {"x": "points", "t": "time"},
+        nan="rows",
+    )
+    row(f"{_pn}.prior_log_prob", lambda x, _p=_proc: _p.prior_log_prob(x), {"x": X}, {"x": "points"}, nan="rows")
+    row(
+        f"{_pn}.sample_transition",
+        lambda x_s, s, t, rng, _p=_proc: _p.sample_transition(x_s, s, t, rng),
+        {"x_s": X, "s": 0.2, "t": 0.6, "rng": 0},
+        {"x_s": "points", "s": "time", "t": "time", "rng": "rng"},
+    )
+    row(f"{_pn}.prior_sample", lambda rng, _p=_proc: _p.prior_sample((4, 2), rng), {"rng": 0}, {"rng": "rng"})
+
+# analytic data, marginals and exact fields
+for _law in (GM, G2):
+    _ln = f"diffcore.{type(_law).__name__}"
+    row(f"{_ln}.log_prob", lambda x, _l=_law: _l.log_prob(x), {"x": X}, {"x": "points"}, nan="rows")
+    row(f"{_ln}.score", lambda x, _l=_law: _l.score(x), {"x": X}, {"x": "points"}, nan="rows")
+    row(
+        f"{_ln}.affine",
+        lambda alpha, sigma, _l=_law: _l.affine(alpha, sigma),
+        {"alpha": 0.5, "sigma": 0.3},
+        {"alpha": "real", "sigma": "real"},
+        out=None,
+    )
+    row(f"{_ln}.sample", lambda n, rng, _l=_law: _l.sample(n, rng), {"n": 4, "rng": 0}, {"n": "size", "rng": "rng"})
+row(
+    "diffcore.GaussianMixture.__init__",
+    lambda weights, means, covs: dc.GaussianMixture(weights, means, covs).log_prob(X),
+    {"weights": GM.weights, "means": GM.means, "covs": GM.covs},
+    {"weights": "array", "means": "array", "covs": "array"},
+    out=None,
+)
+row(
+    "diffcore.Gaussian.__init__",
+    lambda mean, cov: dc.Gaussian(mean, cov).log_prob(X),
+    {"mean": G2.mean, "cov": G2.cov},
+    {"mean": "array", "cov": "array"},
+    out=None,
+)
+row("diffcore.marginal", lambda t: dc.marginal(VP, GM, t), {"t": 0.5}, {"t": "time"}, out=None)
+for _fn in (dc.exact_score, dc.exact_denoiser, dc.exact_log_prob):
+    row(
+        f"diffcore.{_fn.__name__}",
+        lambda x, t, _f=_fn: _f(VP, GM)(x, t),
+        {"x": X, "t": 0.5},
+        {"x": "points", "t": "time"},
+        nan="rows",
+    )
+row(
+    "diffcore.ExactField",
+    lambda x, kind: dc.ExactField(VP, GM, kind)(x, 0.5),
+    {"x": X, "kind": "score"},
+    {"x": "points", "kind": "choice"},
+    nan="rows",
+)
+
+# converters
+row(
+    "diffcore.convert",
+    lambda value, x, t, source: dc.convert(value, x, t, VP, source=source, target="x0"),
+    {"value": X[::-1].copy(), "x": X, "t": 0.5, "source": "eps"},
+    {"value": "points", "x": "points", "t": "time", "source": "choice"},
+    nan="rows",
+)
+row(
+    "diffcore.reparametrize",
+    lambda x, model, source: dc.reparametrize(model, VP, source=source)(x, 0.5),
+    {"x": X, "model": lambda x, t: -x, "source": "eps"},
+    {"x": "points", "model": "model", "source": "choice"},
+    nan="rows",
+)
+row(
+    "diffcore.reverse_time",
+    lambda x, field, kind: dc.reverse_time(field, kind)(x, 0.3),
+    {"x": X, "field": FIELDS.velocity, "kind": "velocity"},
+    {"x": "points", "field": "model", "kind": "choice"},
+    nan="rows",
+)
+row(
+    "diffcore.TimeReversed",
+    lambda x, t: dc.TimeReversed(FIELDS.score, "score")(x, t),
+    {"x": X, "t": 0.3},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+
+# interpolants
+for _it in (
+    dc.LinearInterpolant(),
+    dc.TrigonometricInterpolant(),
+    dc.EncoderDecoderInterpolant(),
+    dc.OneSidedInterpolant(),
+):
+    _in = f"diffcore.{type(_it).__name__}"
+    row(f"{_in}.coef0", lambda t, _i=_it: _i.coef0(t), {"t": 0.5}, {"t": "time"}, out=None)
+    row(f"{_in}.gamma", lambda t, _i=_it: _i.gamma(t), {"t": 0.5}, {"t": "time"}, out=None)
+row(
+    "diffcore.MirrorInterpolant",
+    lambda gamma_scale: dc.MirrorInterpolant(gamma_scale),
+    {"gamma_scale": 1.0},
+    {"gamma_scale": "nonnegative"},
+    out=None,
+)
+row(
+    "diffcore.Interpolant",
+    lambda t: dc.Interpolant(lambda t: 1 - t, lambda t: t, lambda t: 0 * t).coef1(t),
+    {"t": 0.5},
+    {"t": "time"},
+    out=None,
+)
+for _field in ("velocity", "score", "denoiser", "log_prob"):
+    row(
+        f"diffcore.InterpolantFields.{_field}",
+        lambda x, t, _f=_field: getattr(FIELDS, _f)(x, t),
+        {"x": X, "t": 0.5},
+        {"x": "points", "t": "time"},
+        nan="rows",
+    )
+row(
+    "diffcore.interpolant_fields",
+    lambda t: dc.interpolant_fields(LINEAR, G2, GM).marginal(t),
+    {"t": 0.4},
+    {"t": "time"},
+    out=None,
+)
+row(
+    "diffcore.interpolant_from_process",
+    lambda atol: dc.interpolant_from_process(RF, atol=atol),
+    {"atol": 1e-12},
+    {"atol": "nonnegative"},
+    out=None,
+)
+row(
+    "diffcore.process_from_interpolant",
+    lambda t: dc.process_from_interpolant(dc.OneSidedInterpolant()).alpha(t),
+    {"t": 0.5},
+    {"t": "time"},
+    out=None,
+)
+for _cp in (dc.independent_coupling, dc.minibatch_ot_coupling):
+    row(
+        f"diffcore.{_cp.__name__}",
+        lambda x0, x1, rng, _c=_cp: _c(x0, x1, rng),
+        {"x0": X, "x1": X[::-1].copy(), "rng": 0},
+        {"x0": "points", "x1": "points", "rng": "rng"},
+        out=lambda r: r[0],
+    )
+
+# likelihoods and densities
+row(
+    "diffcore.log_likelihood",
+    lambda x, score, t_min, steps, divergence, method: dc.log_likelihood(
+        VP, score, x, t_min=t_min, steps=steps, divergence=divergence, method=method
+    ),
+    {"x": X, "score": SCORE, "t_min": 1e-2, "steps": 3, "divergence": "exact", "method": "rk4"},
+    {"x": "points", "score": "model", "t_min": "time", "steps": "count", "divergence": "choice", "method": "choice"},
+    out=_value,
+)
+row(
+    "diffcore.ito_log_density",
+    lambda x_init, score, steps, prediction, rng: dc.ito_log_density(
+        VP, score, x_init, steps=steps, prediction=prediction, rng=rng
+    ),
+    {"x_init": X, "score": SCORE, "steps": 3, "prediction": "score", "rng": 0},
+    {"x_init": "points", "score": "model", "steps": "count", "prediction": "choice", "rng": "rng"},
+    out=lambda r: r.log_density,
+)
+row(
+    "diffcore.superpose",
+    lambda x_init, score2, mode, steps, temperature: dc.superpose(
+        VP, [SCORE, score2], x_init, mode=mode, steps=steps, temperature=temperature, rng=0
+    ),
+    {"x_init": X, "score2": dc.exact_score(VP, G2), "mode": "or", "steps": 3, "temperature": 1.0},
+    {"x_init": "points", "score2": "model", "mode": "choice", "steps": "count", "temperature": "nonnegative"},
+    names={"score2": "scores[1]"},
+    out=lambda r: r.log_density,
+)
+row(
+    "diffcore.superposition_weights",
+    lambda log_densities, mode, temperature: dc.superposition_weights(log_densities, mode, temperature=temperature),
+    {"log_densities": X, "mode": "or", "temperature": 1.0},
+    {"log_densities": "points", "mode": "choice", "temperature": "nonnegative"},
+)
+row(
+    "diffcore.and_weights",
+    lambda scores, offsets, scale: dc.and_weights(scores, offsets, scale),
+    {"scores": np.stack([X, X[::-1] + 1.0], axis=1), "offsets": X, "scale": 0.1},
+    {"scores": "points", "offsets": "points", "scale": "positive"},
+    nan="rows",
+)
+row(
+    "diffcore.divergence",
+    lambda x, score, t, fd_step: dc.divergence(score, x, t, fd_step=fd_step),
+    {"x": X, "score": lambda x, t: -(x**3), "t": 0.5, "fd_step": 1e-4},
+    {"x": "points", "score": "model", "t": "time", "fd_step": "positive"},
+    nan="rows",
+)
+row(
+    "diffcore.t_min_gap",
+    lambda x, t_min: dc.t_min_gap(VP, GM, x, t_min),
+    {"x": X, "t_min": 1e-2},
+    {"x": "points", "t_min": "time"},
+    out=lambda r: r.exact,
+)
+row(
+    "diffcore.bits_per_dim",
+    lambda log_likelihood, dim, n_bins: dc.bits_per_dim(log_likelihood, dim, n_bins=n_bins),
+    {"log_likelihood": -X[:, 0], "dim": 2, "n_bins": 256},
+    {"log_likelihood": "values", "dim": "count", "n_bins": "count"},
+)
+row(
+    "diffcore.dequantize",
+    lambda n_bins, rng: dc.dequantize(np.array([[0, 3], [255, 17]]), n_bins, rng),
+    {"n_bins": 256, "rng": 0},
+    {"n_bins": "count", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.AugmentedFlow",
+    lambda y, t: dc.AugmentedFlow(VP, SCORE, (2,), None, 1e-4, "closed_form").drift(y, t),
+    {"y": np.concatenate([X, np.zeros((5, 1))], axis=1), "t": 0.5},
+    {"y": "points", "t": "time"},
+    nan="rows",
+)
+
+# Fokker-Planck
+row(
+    "diffcore.fp_residual",
+    lambda x, score, t, method: dc.fp_residual(VP, score, x, t, method=method),
+    {"x": X, "score": SCORE, "t": 0.5, "method": "fd"},
+    {"x": "points", "score": "model", "t": "time", "method": "choice"},
+)
+row(
+    "diffcore.fp_residual_log_density",
+    lambda x, log_prob, t: dc.fp_residual_log_density(VP, log_prob, x, t),
+    {"x": X, "log_prob": dc.exact_log_prob(VP, GM), "t": 0.5},
+    {"x": "points", "log_prob": "density_model", "t": "time"},
+)
+row(
+    "diffcore.fp_terms",
+    lambda x, field, kind: dc.fp_terms(VP, field, x, 0.5, kind=kind),
+    {"x": X, "field": SCORE, "kind": "score"},
+    {"x": "points", "field": "model", "kind": "choice"},
+    names={"field": "score"},
+    out=lambda r: r.lhs,
+)
+row(
+    "diffcore.fp_residual_norm",
+    lambda ts, points, score: dc.fp_residual_norm(VP, score, ts, points),
+    {"ts": [0.2, 0.5, 0.8], "points": X, "score": SCORE},
+    {"ts": "times", "points": "points", "score": "model"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.ode_sde_gap",
+    lambda x_init, score, steps: dc.ode_sde_gap(VP, score, x_init, steps=steps, rng=0),
+    {"x_init": X, "score": SCORE, "steps": 3},
+    {"x_init": "points", "score": "model", "steps": "count"},
+    out=None,
+    empty="error",
+)
+
+# metrics
+row(
+    "diffcore.w2",
+    lambda x, y, max_iter: dc.w2(x, y, max_iter=max_iter),
+    {"x": X, "y": X[:4] + 0.5, "max_iter": 10_000},
+    {"x": "points", "y": "points", "max_iter": "count"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.sliced_w2",
+    lambda x, y, n_projections, rng: dc.sliced_w2(x, y, n_projections, rng),
+    {"x": X, "y": X[:4] + 0.5, "n_projections": 16, "rng": 0},
+    {"x": "points", "y": "points", "n_projections": "count", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.w2_gaussian",
+    lambda mean1, cov1, mean2, cov2: dc.w2_gaussian(mean1, cov1, mean2, cov2),
+    {"mean1": G2.mean, "cov1": G2.cov, "mean2": np.zeros(2), "cov2": np.eye(2)},
+    {"mean1": "array", "cov1": "array", "mean2": "array", "cov2": "array"},
+    out=None,
+)
+row(
+    "diffcore.w2_floor",
+    lambda n, repeats: dc.w2_floor(G2, n, repeats=repeats, rng=0),
+    {"n": 8, "repeats": 2},
+    {"n": "count", "repeats": "count"},
+    out=None,
+)
+row(
+    "diffcore.path_straightness",
+    lambda path, ts: dc.path_straightness(path, ts),
+    {"path": np.stack([X, 0.5 * X + 0.1, 0.1 * X - 0.3]), "ts": [1.0, 0.5, 0.1]},
+    {"path": "array", "ts": "grid"},
+    out=None,
+)
+row(
+    "diffcore.time_grid",
+    lambda steps, t_min, kind: dc.time_grid(VP, steps, t_min=t_min, kind=kind),
+    {"steps": 4, "t_min": 1e-3, "kind": "log_snr"},
+    {"steps": "count", "t_min": "time", "kind": "choice"},
+    out=None,
+)
+
+# graphs
+row(
+    "diffcore.sample_graphs",
+    lambda score, mask, steps, method, snr: dc.sample_graphs(
+        SYSTEM, score, mask, n_features=LAB.n_features, steps=steps, method=method, snr=snr, rng=0
+    ),
+    {"score": GSCORE, "mask": GMASK, "steps": 2, "method": "pc", "snr": 0.1},
+    {"score": "joint_model", "steps": "count", "method": "choice", "snr": "nonnegative"},
+    out=None,
+)
+row(
+    "diffcore.graphs.GraphReverseSDE",
+    lambda x, t, score: dg.GraphReverseSDE(SYSTEM, score, np.ones((1, 5)), LAB.n_features).drift(x, t),
+    {"x": dg.pack(GX, GA), "t": 0.5, "score": lambda X, A, t, mask: (-X, -A)},  # the score of N(0, I)
+    {"x": "points", "t": "time", "score": "joint_model"},
+    nan="rows",
+)
+row(
+    "diffcore.GraphSDE",
+    lambda X0, A0, t: SYSTEM.sample_marginal(X0, A0, t, rng=0, mask=GMASK),
+    {"X0": GX, "A0": GA, "t": 0.5},
+    {"X0": "graphs", "A0": "graphs", "t": "time"},
+    names={"X0": "X", "A0": "A"},
+    out=None,
+)
+row(
+    "diffcore.GraphLaboratory",
+    lambda tau: dg.GraphLaboratory(LAB_TEMPLATES, tau=tau),
+    {"tau": 0.1},
+    {"tau": "positive"},
+    out=None,
+)
+row(
+    "diffcore.graphs.GraphLaboratory.sample",
+    lambda n, rng: LAB.sample(n, rng),
+    {"n": 3, "rng": 0},
+    {"n": "size", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.graphs.check_graphs",
+    lambda X, A: dg.check_graphs(X, A, GMASK),
+    {"X": GX, "A": GA},
+    {"X": "graphs", "A": "graphs"},
+    out=None,
+)
+row("diffcore.graphs.pack", lambda X, A: dg.pack(X, A), {"X": GX, "A": GA}, {"X": "graphs", "A": "graphs"}, nan="rows")
+row(
+    "diffcore.graphs.unpack",
+    lambda z, n_nodes, n_features: dg.unpack(z, n_nodes, n_features),
+    {"z": dg.pack(GX, GA), "n_nodes": LAB.n_nodes, "n_features": LAB.n_features},
+    {"z": "points", "n_nodes": "count", "n_features": "size"},
+    out=lambda r: r[0],
+    nan="rows",
+)
+row(
+    "diffcore.graphs.packed_mask",
+    lambda n_features: dg.packed_mask(GMASK, n_features),
+    {"n_features": LAB.n_features},
+    {"n_features": "size"},
+    out=None,
+)
+row(
+    "diffcore.graphs.n_coordinates",
+    lambda n_nodes, n_features: dg.n_coordinates(n_nodes, n_features),
+    {"n_nodes": 4, "n_features": 1},
+    {"n_nodes": "count", "n_features": "size"},
+    out=None,
+)
+row(
+    "diffcore.graphs.quantize",
+    lambda A, threshold: dg.quantize(A, threshold, GMASK),
+    {"A": GA, "threshold": 0.5},
+    {"A": "graphs", "threshold": "real"},
+    out=None,
+)
+row(
+    "diffcore.graphs.symmetric_noise",
+    lambda rng: dg.symmetric_noise((2, 4, 4), rng),
+    {"rng": 0},
+    {"rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.graphs.to_networkx",
+    lambda A: [nx.to_numpy_array(g) for g in dg.to_networkx(GX, A, GMASK)],
+    {"A": GA},
+    {"A": "graphs"},
+    out=None,
+)
+for _stat in (dg.laplacian_spectra, dg.degree_histograms, dg.clustering_histograms, dg.spectrum_histograms):
+    row(
+        f"diffcore.graphs.{_stat.__name__}",
+        lambda graphs, _s=_stat: _s(graphs, GMASK),
+        {"graphs": GA},
+        {"graphs": "graphs"},
+        out=None,
+    )
+row(
+    "diffcore.graphs.graph_mmd2",
+    lambda graphs_1, convention: dg.graph_mmd2(graphs_1, GA, mask_1=GMASK, mask_2=GMASK, convention=convention),
+    {"graphs_1": GA, "convention": "gdss"},
+    {"graphs_1": "graphs", "convention": "choice"},
+    out=None,
+)
+row(
+    "diffcore.graphs.graph_mmd2_floor",
+    lambda n, repeats: dg.graph_mmd2_floor(_lab_graphs, n, repeats=repeats, rng=0),
+    {"n": 3, "repeats": 2},
+    {"n": "count", "repeats": "count"},
+    out=None,
+)
+row(
+    "diffcore.graphs.spectrum_w2",
+    lambda graphs_1: dg.spectrum_w2(graphs_1, GA, mask_1=GMASK, mask_2=GMASK),
+    {"graphs_1": GA},
+    {"graphs_1": "graphs"},
+    out=None,
+)
+_HIST = np.array([[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]])
+for _fn, _extra in ((dg.histogram_emd, {}), (dg.histogram_kernel, {"sigma": 1.0}), (dg.mmd2, {"sigma": 1.0})):
+    row(
+        f"diffcore.graphs.{_fn.__name__}",
+        lambda samples_1, _f=_fn, **kw: _f(samples_1, _HIST, **kw),
+        {"samples_1": _HIST[::-1].copy(), **_extra},
+        {"samples_1": "values", **dict.fromkeys(_extra, "positive")},
+        out=None,
+    )
+row("diffcore.graphs.S4", lambda snr: dg.S4(snr=snr), {"snr": 0.1}, {"snr": "nonnegative"}, out=None)
+row(
+    "diffcore.graphs.linear_half_step",
+    lambda x, t1: dg.linear_half_step(VP, x, 0.5, t1, np.zeros(np.shape(x))),
+    {"x": X, "t1": 0.4},
+    {"x": "points", "t1": "time"},
+    nan="rows",
+)
+
+# the correctness kit
+row(
+    "diffcore.testing.fit_order",
+    lambda steps, errors: dt.fit_order(steps, errors),
+    {"steps": np.array([10, 20, 40]), "errors": np.array([1e-2, 2.6e-3, 6e-4])},
+    {"steps": "values", "errors": "values"},
+    out=None,
+)
+row(
+    "diffcore.testing.propagate_gaussian_law",
+    lambda mean, cov, ts, solver: dt.propagate_gaussian_law(
+        dc.ReverseSDE(VP, dc.exact_score(VP, G2)), solver, mean, cov, ts
+    ),
+    {"mean": G2.mean, "cov": G2.cov, "ts": [1.0, 0.5, 0.1], "solver": "euler_maruyama"},
+    {"mean": "array", "cov": "array", "ts": "grid", "solver": "choice"},
+    names={"solver": "method"},
+    out=None,
+)
+row(
+    "diffcore.testing.reference_ode_solution",
+    lambda x_init, t_end: dt.reference_ode_solution(
+        dc.ProbabilityFlowODE(VP, SCORE), x_init, 1.0, t_end, rtol=1e-6, atol=1e-6
+    ),
+    {"x_init": X, "t_end": 0.1},
+    {"x_init": "points", "t_end": "time"},
+)
+row(
+    "diffcore.testing.symmetrise",
+    lambda x, k: dt.symmetrise(x, k),
+    {"x": X, "k": 4},
+    {"x": "points", "k": "count"},
+    out=None,
+)
+row("diffcore.testing.rotations", lambda k: dt.rotations(k), {"k": 4}, {"k": "count"}, out=None)
+row(
+    "diffcore.testing.Symmetrised", lambda k: dt.Symmetrised(G2, k).sample(8, rng=0), {"k": 4}, {"k": "count"}, out=None
+)
+
+# training (torch)
+row(
+    "diffcore.training.MLPField",
+    lambda x, t: NET(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(
+    "diffcore.training.MLPField.__init__",
+    lambda dim, width: dtr.MLPField(dim, width=width, depth=1),
+    {"dim": 2, "width": 4},
+    {"dim": "count", "width": "count"},
+    out=None,
+)
+row(
+    "diffcore.training.GraphScoreNet",
+    lambda X, A, t: GNET(X, A, t, GMASK),
+    {"X": GX, "A": GA, "t": 0.5},
+    {"X": "graphs", "A": "graphs", "t": "time"},
+    out=lambda r: r[0],
+    nan="rows",
+)
+for _loss in (dtr.denoising_loss, dtr.dsm_loss, dtr.dsm_fp_loss):
+    row(
+        f"diffcore.training.{_loss.__name__}",
+        lambda model, x0, t_min, rng, _l=_loss: _l(model, x0, VP, rng, t_min=t_min),
+        {"model": NET, "x0": X, "t_min": 1e-2, "rng": 0},
+        {"model": "model", "x0": "points", "t_min": "time", "rng": "rng"},
+        out=None,
+        empty="error",
+    )
+row(
+    "diffcore.training.fp_penalty",
+    lambda model, x, t: dtr.fp_penalty(VP, model, x, t),
+    {"model": NET, "x": TX, "t": 0.5},
+    {"model": "model", "x": "points", "t": "time"},
+    names={"model": "score"},
+    out=None,
+    empty="error",
+)
+for _loss in (
+    dtr.flow_matching_loss,
+    dtr.interpolant_velocity_loss,
+    dtr.interpolant_score_loss,
+    dtr.interpolant_denoiser_loss,
+):
+    row(
+        f"diffcore.training.{_loss.__name__}",
+        lambda model, batch, t_max, rng, _l=_loss: _l(model, batch, LINEAR, rng, t_max=t_max),
+        {"model": NET, "batch": X, "t_max": 0.9, "rng": 0},
+        {"model": "model", "batch": "points", "t_max": "time", "rng": "rng"},
+        out=None,
+        empty="error",
+    )
+row(
+    "diffcore.training.graph_dsm_loss",
+    lambda model, X0, A0: dtr.graph_dsm_loss(model, X0, A0, GMASK, SYSTEM, 0),
+    {"model": GNET, "X0": GX, "A0": GA},
+    {"model": "joint_model", "X0": "graphs", "A0": "graphs"},
+    out=None,
+)
+row(
+    "diffcore.training.field_error",
+    lambda learned, n, times: dtr.field_error(learned, SCORE, VP, GM, times=times, n=n, rng=0),
+    {"learned": SCORE, "n": 16, "times": (0.2, 0.6)},
+    {"learned": "model", "n": "count", "times": "times"},
+    out=None,
+)
+row(
+    "diffcore.training.graph_score_error",
+    lambda learned, n: dtr.graph_score_error(learned, GSCORE, lambda k, rng: LAB.sample(k, rng), SYSTEM, n=n, rng=0),
+    {"learned": GSCORE, "n": 4},
+    {"learned": "joint_model", "n": "count"},
+    out=None,
+)
+row(
+    "diffcore.training.fit",
+    lambda steps, batch_size, lr, schedule: dtr.fit(
+        dtr.MLPField(2, width=4, depth=1, rng=0),
+        _dsm,
+        X,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        rng=0,
+        progress=False,
+    ),
+    {"steps": 2, "batch_size": 4, "lr": 1e-3, "schedule": "constant"},
+    {"steps": "count", "batch_size": "count", "lr": "positive", "schedule": "choice"},
+    out=None,
+)
+
+
+# -- what each kind of argument is given, and what must happen ---------------------------------------
+def _lib(a: Any) -> Any:
+    return torch if isinstance(a, torch.Tensor) else np
+
+
+def _as(a: Any, dtype: str) -> Any:
+    if isinstance(a, torch.Tensor):
+        return a.to(getattr(torch, dtype))
+    return np.asarray(a).astype(dtype)
+
+
+def _with_nan(a: Any) -> Any:
+    b = a.clone() if isinstance(a, torch.Tensor) else np.array(a, dtype=np.float64)
+    b.reshape(-1)[1 if b.size > 1 else 0] = math.nan  # in the first row; off the diagonal of an adjacency
+    return b
+
+
+def _other_library(a: Any) -> Any:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+
+
+#: errors: ``("error", exception types)``; valid edge cases: ``("same", to_float)``, ``("empty",)``, ``("nan",)``
+ERROR = (TypeError, ValueError)
+
+
+def _bad_model(f: Callable, how: str) -> Callable:
+    """``f`` made to return something a model must not: the wrong shape, a list, None, ..."""
+
+    def bad(x: Any, *args: Any) -> Any:
+        out = f(x, *args)
+        if how == "wrong_shape":
+            return out[..., :1] if out.ndim > 1 else out[:1]
+        if how == "list":
+            return np.asarray(out.detach() if isinstance(out, torch.Tensor) else out).tolist()
+        if how == "none":
+            return None
+        if how == "other_library":
+            return _other_library(out.detach() if isinstance(out, torch.Tensor) else out)
+        if how == "complex":
+            return out.to(torch.complex128) if isinstance(out, torch.Tensor) else out * (1 + 0j)
+        return _as(out.detach() if isinstance(out, torch.Tensor) else out, "int64")  # "integer"
+
+    return bad
+
+
+def _bad_joint_model(f: Callable, how: str) -> Callable:
+    def bad(X: Any, A: Any, *args: Any) -> Any:
+        s_x, s_a = f(X, A, *args)
+        if how == "not_a_pair":
+            return s_x
+        if how == "wrong_shape":
+            return s_x, s_a[..., :1]
+        if how == "none":
+            return None
+        if how == "other_library":
+            return _other_library(s_x), _other_library(s_a)
+        return _as(s_x, "int64"), _as(s_a, "int64")  # "integer"
+
+    return bad
+
+
+#: kind -> {variant: (how to make the bad value from the valid one, what must happen)}
+VARIANTS: dict[str, dict[str, tuple[Callable[[Any], Any], str]]] = {
+    "points": {
+        "int": (lambda a: _as(_lib(a).round(3 * a), "int64"), "same"),
+        "bool": (lambda a: a > 0, "same"),
+        "complex": (lambda a: _as(a, "complex128"), "error"),
+        "nan": (_with_nan, "nan"),
+        "empty": (lambda a: a[:0], "empty"),
+        "list": (lambda a: np.asarray(a).tolist(), "error"),
+        "0-d": (lambda a: np.asarray(1.0), "error"),
+        "mixed": (_other_library, "mixed"),
+    },
+    "graphs": {
+        "int": (lambda a: _as(_lib(a).round(a), "int64"), "same"),
+        "complex": (lambda a: _as(a, "complex128"), "error"),
+        "nan": (_with_nan, "nan"),
+        "list": (lambda a: np.asarray(a).tolist(), "error"),
+        "mixed": (_other_library, "mixed"),
+    },
+    "array": {
+        "complex": (lambda a: _as(a, "complex128"), "error"),
+        "nan": (_with_nan, "error"),
+        "mixed": (_other_library, "mixed"),
+    },
+    "values": {
+        "complex": (lambda a: _as(a, "complex128"), "error"),
+        "nan": (_with_nan, "error"),
+        "string": (lambda a: "1.0", "error"),
+    },
+    "model": {
+        how: (lambda f, _h=how: _bad_model(f, _h), "model")
+        for how in ("wrong_shape", "list", "none", "other_library", "complex", "integer")
+    },
+    "density_model": {
+        how: (lambda f, _h=how: _bad_model(f, _h), "model")
+        for how in ("list", "none", "other_library", "complex", "integer")
+    },
+    "joint_model": {
+        how: (lambda f, _h=how: _bad_joint_model(f, _h), "model")
+        for how in ("not_a_pair", "wrong_shape", "none", "other_library", "integer")
+    },
+    "time": {
+        "above-one": (lambda a: 1.5, "error"),
+        "negative": (lambda a: -0.1, "error"),
+        "nan": (lambda a: math.nan, "error"),
+        "bool": (lambda a: True, "error"),
+        "matrix": (lambda a: np.full((2, 2), 0.5), "error"),
+        "string": (lambda a: "0.5", "error"),
+    },
+    "times": {  # a set of times (not necessarily ordered)
+        "nan": (lambda a: [0.5, math.nan], "error"),
+        "outside": (lambda a: [0.5, 1.5], "error"),
+        "string": (lambda a: ["0.5"], "error"),
+    },
+    "grid": {
+        "not-monotone": (lambda a: [0.9, 0.3, 0.6], "error"),
+        "nan": (lambda a: [0.9, math.nan, 0.2], "error"),
+        "one-time": (lambda a: [0.5], "error"),
+        "outside": (lambda a: [1.5, 0.5, 0.2], "error"),
+    },
+    "count": {
+        "zero": (lambda a: 0, "error"),
+        "negative": (lambda a: -2, "error"),
+        "float": (lambda a: 2.5, "error"),
+        "bool": (lambda a: True, "error"),
+        "string": (lambda a: "3", "error"),
+    },
+    "size": {
+        "negative": (lambda a: -1, "error"),
+        "float": (lambda a: 2.5, "error"),
+        "bool": (lambda a: True, "error"),
+    },
+    "positive": {
+        "zero": (lambda a: 0.0, "error"),
+        "negative": (lambda a: -1.0, "error"),
+        "nan": (lambda a: math.nan, "error"),
+        "inf": (lambda a: math.inf, "error"),
+        "string": (lambda a: "1", "error"),
+        "bool": (lambda a: True, "error"),
+        "array": (lambda a: np.array([1.0, 2.0]), "error"),
+    },
+    "nonnegative": {
+        "negative": (lambda a: -1.0, "error"),
+        "nan": (lambda a: math.nan, "error"),
+        "inf": (lambda a: math.inf, "error"),
+        "string": (lambda a: "1", "error"),
+        "bool": (lambda a: True, "error"),
+    },
+    "real": {
+        "nan": (lambda a: math.nan, "error"),
+        "inf": (lambda a: math.inf, "error"),
+        "string": (lambda a: "1", "error"),
+        "bool": (lambda a: True, "error"),
+        "array": (lambda a: np.array([1.0, 2.0]), "error"),
+    },
+    "choice": {"unknown": (lambda a: "nope", "error"), "not-a-string": (lambda a: 3, "error")},
+    "rng": {"string": (lambda a: "seed", "error"), "float": (lambda a: 1.5, "error")},
+}
+
+ARRAY_KINDS = {"points", "graphs", "array", "values"}
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for r in ROWS:
+        arrays = [a for a, k in r.kinds.items() if k in ARRAY_KINDS]
+        for arg, kind in r.kinds.items():
+            for variant, (make, expect) in VARIANTS[kind].items():
+                if expect == "mixed" and len(arrays) < 2:
+                    continue  # one array argument: another library is simply another backend
+                cases.append(pytest.param(r, arg, variant, make, expect, id=f"{r.id}-{arg}-{variant}"))
+    return cases
+
+
+def _leaves(obj: Any) -> list[np.ndarray]:
+    """Every number in a result, as float64 NumPy arrays (dataclass fields and tuples unfolded)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj.detach().cpu().numpy().astype(np.float64)]
+    if isinstance(obj, (np.ndarray, np.generic, float, int)) and not isinstance(obj, bool):
+        return [np.asarray(obj, dtype=np.float64)]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [leaf for f in dataclasses.fields(obj) for leaf in _leaves(getattr(obj, f.name))]
+    if isinstance(obj, (tuple, list)):
+        return [leaf for item in obj for leaf in _leaves(item)]
+    return []
+
+
+def _assert_same(got: Any, ref: Any) -> None:
+    a, b = _leaves(got), _leaves(ref)
+    assert len(a) == len(b) and a, (got, ref)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=0)
+
+
+def _raises_naming(r: Row, arg: str, thunk: Callable[[], Any], types: tuple = ERROR) -> str:
+    with pytest.raises(types) as info:
+        thunk()
+    msg = str(info.value)
+    word = r.names.get(arg, arg)
+    assert re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)", msg), f"the message does not name {word!r}: {msg}"
+    return msg
+
+
+@pytest.mark.parametrize(("r", "arg", "variant", "make", "expect"), _cases())
+def test_malformed_input(r, arg, variant, make, expect):
+    good = r.args[arg]
+    bad = make(good)
+
+    def call(value: Any) -> Any:
+        return r.call(**{**r.args, arg: value})
+
+    if expect == "error" or expect == "mixed":
+        msg = _raises_naming(r, arg, lambda: call(bad))
+        if expect == "mixed":
+            assert "one library" in msg, msg
+    elif expect == "model":
+        msg = _raises_naming(r, arg, lambda: call(bad))
+        assert "must return" in msg, msg
+    elif expect == "same":  # integer or boolean points: what the same values as floats give
+        _assert_same(call(bad), call(_as(bad, "float64")))
+    elif expect == "empty":  # every batch of the row empty at once (they share the n axis)
+        empty = {k: v[:0] for k, v in r.args.items() if r.kinds.get(k) == "points"}
+        if r.empty == "error":  # the message names the first empty batch it met
+            with pytest.raises(ValueError) as info:
+                r.call(**{**r.args, **empty})
+            msg = str(info.value)
+            assert any(re.search(rf"(?<![\w.]){re.escape(r.names.get(k, k))}(?!\w)", msg) for k in empty), msg
+            assert "at least one" in msg or "n >= 1" in msg, msg
+        else:
+            out = r.call(**{**r.args, **empty})
+            if r.out is not None:
+                assert r.out(out).shape[0] == 0, r.out(out).shape
+    elif expect == "nan":
+        if r.nan == "error":
+            msg = _raises_naming(r, arg, lambda: call(bad), ValueError)
+            assert "finite" in msg, msg
+        else:  # NaN in the first row: NaN in the first row of the output, every other row unchanged
+            got, ref = (_leaves(r.out(call(v)))[0] for v in (bad, good))
+            assert not np.all(np.isfinite(got[0])), got[0]
+            np.testing.assert_allclose(got[1:], ref[1:], rtol=1e-12, atol=0)
+    else:  # pragma: no cover - a new expectation needs code here
+        raise AssertionError(f"unknown expectation {expect!r}")
+
+
+@pytest.mark.parametrize("r", ROWS, ids=[r.id for r in ROWS])
+def test_valid_call_succeeds(r):
+    """Every row's valid arguments give a result: the malformed cases differ from a working call in one argument."""
+    out = r.call(**r.args)
+    batches = [v for k, v in r.args.items() if r.kinds.get(k) == "points"]
+    if r.out is not None and batches:
+        assert r.out(out).shape[0] == batches[0].shape[0]
