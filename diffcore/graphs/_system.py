@@ -184,6 +184,7 @@ class PackedProcess(AbstractLinearSDE):
 
     def drift(self, x: Array, t: float) -> Array:
         """``f(t) x`` coordinate-wise for a packed state ``x (n, D)``."""
+        x = check_batch("x", x)
         return self.drift_coef(t) * x
 
     def diffusion_squared(self, t: float) -> Array:
