@@ -74,6 +74,40 @@ def test_spectrum_counts_components_and_isolated_nodes():
     np.testing.assert_allclose(eig[-1], 2.0, atol=1e-12)  # the path is bipartite
 
 
+#: graphs whose normalised-Laplacian eigenvalues sit on edges of the 200 bins of width 0.01:
+#: name -> (graph, exact eigenvalues).  Bipartite, so 2 is an eigenvalue; 1 for the 4-cycle,
+#: the star and K_{2,3} (Chung 1997, ex. 1.1 and 1.2), 1 - cos(2 pi k / 6) for the 6-cycle.
+EDGE_SPECTRA = {
+    "4-cycle": (nx.cycle_graph(4), [0.0, 1.0, 1.0, 2.0]),
+    "star K_{1,4}": (nx.star_graph(4), [0.0, 1.0, 1.0, 1.0, 2.0]),
+    "K_{2,3}": (nx.complete_bipartite_graph(2, 3), [0.0, 1.0, 1.0, 1.0, 2.0]),
+    "6-cycle": (nx.cycle_graph(6), [0.0, 0.5, 0.5, 1.5, 1.5, 2.0]),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_SPECTRA))
+def test_spectrum_histogram_is_invariant_to_node_order_on_bin_edges(name):
+    """Eigenvalues on a bin edge count in the bin that starts there (2 in the last), for every node order.
+
+    The computed eigenvalue 1 is 1 +- 1e-16, on either side of the edge 1.0 depending on the node
+    order; binned as is, the 4-cycle puts one of its two 1s in bin 99, and K_{2,3} and the 6-cycle
+    change their histogram under relabelling.
+    """
+    graph, eigenvalues = EDGE_SPECTRA[name]
+    a = adjacency(graph)
+    n = a.shape[0]
+    counts = np.zeros(200)
+    for lam in eigenvalues:  # bin [k/100, (k+1)/100) holds lam = k/100 exactly; 2 is in the last, closed bin
+        counts[min(round(100 * lam), 199)] += 1
+    expected = counts / n
+    rng = np.random.default_rng(0)
+    perms = [rng.permutation(n) for _ in range(60)] + [np.arange(n)]
+    relabelled = np.stack([a[np.ix_(p, p)] for p in perms])
+    hist = spectrum_histograms(relabelled)
+    assert np.array_equal(hist, np.broadcast_to(expected, hist.shape)), np.unique(hist, axis=0).nonzero()
+    assert hist[0, 100] == pytest.approx(eigenvalues.count(1.0) / n) and hist[0, 199] == pytest.approx(1 / n)
+
+
 def test_statistics_agree_with_networkx():
     rng = np.random.default_rng(3)
     graphs = [nx.gnp_random_graph(int(rng.integers(2, 15)), 0.4, seed=int(rng.integers(1 << 30))) for _ in range(12)]

@@ -52,6 +52,7 @@ CASES = {
     "linear-0": (dc.LinearInterpolant(0.0), R0, R1),
     "linear-1": (dc.LinearInterpolant(1.0), R0, R1),
     "trigonometric": (dc.TrigonometricInterpolant(), R0, R1),
+    "trigonometric-albergo2023": (dc.TrigonometricInterpolant(variant="albergo2023"), R0, R1),
     "encoder-decoder": (dc.EncoderDecoderInterpolant(), R0, R1),
     "one-sided-linear": (dc.OneSidedInterpolant(), STD_NORMAL, R1),
     "one-sided-trigonometric": (dc.OneSidedInterpolant("trigonometric"), STD_NORMAL, R1),
@@ -340,6 +341,20 @@ ORACLE_COEFS = {  # name -> (interpolant, t -> (c0, c1, gamma^2, c0', c1', (gamm
             2 - 4 * t,
         ),
     ),
+    # the reference code's variant: the path shrunk by r = sqrt(1 - gamma^2), here gamma^2 = 2 t (1 - t)
+    "trigonometric-albergo2023-2": (
+        dc.TrigonometricInterpolant(2.0, variant="albergo2023"),
+        lambda t: (
+            math.sqrt(1 - 2 * t * (1 - t)) * math.cos(PI * t / 2),
+            math.sqrt(1 - 2 * t * (1 - t)) * math.sin(PI * t / 2),
+            2 * t * (1 - t),
+            -(1 - 2 * t) / math.sqrt(1 - 2 * t * (1 - t)) * math.cos(PI * t / 2)
+            - PI / 2 * math.sqrt(1 - 2 * t * (1 - t)) * math.sin(PI * t / 2),
+            -(1 - 2 * t) / math.sqrt(1 - 2 * t * (1 - t)) * math.sin(PI * t / 2)
+            + PI / 2 * math.sqrt(1 - 2 * t * (1 - t)) * math.cos(PI * t / 2),
+            2 - 4 * t,
+        ),
+    ),
     "encoder-decoder": (
         dc.EncoderDecoderInterpolant(),
         lambda t: (
@@ -377,6 +392,15 @@ def _oracle(coefs, t, mirror=False):
     return mu, v, d0 * M0 + d1 * M1, 2 * c0 * d0 * A0 + 2 * c1 * d1 * A1 + dg2, math.sqrt(g2)
 
 
+@pytest.mark.parametrize("name", list(ORACLE_COEFS))
+def test_coefficients_match_the_closed_form(name):
+    it, coefs = ORACLE_COEFS[name]
+    for t in (0.0, 0.05, 0.3, 0.5, 0.7, 0.95, 1.0):
+        c0, c1, g2, d0, d1, dg2 = coefs(t)
+        got = (it.coef0(t), it.coef1(t), it.gamma(t) ** 2, it.d_coef0(t), it.d_coef1(t), 2 * it.gamma_d_gamma(t))
+        np.testing.assert_allclose(got, (c0, c1, g2, d0, d1, dg2), rtol=1e-13, atol=1e-15, err_msg=f"{name} at t={t}")
+
+
 @pytest.mark.parametrize("name", [*ORACLE_COEFS, "mirror"])
 def test_fields_of_1d_gaussians_match_the_closed_form(name):
     if name == "mirror":
@@ -395,7 +419,9 @@ def test_fields_of_1d_gaussians_match_the_closed_form(name):
         np.testing.assert_allclose(fields.log_prob(x, t), log_density, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["linear-1", "trigonometric-2", "one-sided-trigonometric"])
+@pytest.mark.parametrize(
+    "name", ["linear-1", "trigonometric-2", "trigonometric-albergo2023-2", "one-sided-trigonometric"]
+)
 def test_ode_flow_of_1d_gaussians_is_the_exact_affine_map_both_ways(name):
     # Heun is second order: the error at the end must fall ~4x from 50 to 100 steps (measured
     # 3.82 .. 4.15, > 3.5 required) and be small (measured <= 1.2e-3 at 100 steps, < 3e-3 required).
@@ -426,8 +452,7 @@ def test_boundary_conditions_hold_exactly(it, t):
     assert np.all(it.gamma(t) >= 0)
 
 
-@given(it=interpolants(), t=st.floats(0.02, 0.98))
-def test_coefficient_derivatives_match_finite_differences(it, t):
+def _check_derivatives(it, t):
     # central differences with h = 1e-6: truncation h^2 |f'''| / 6 ~ 1e-10, round-off 1e-16 / h ~ 1e-10;
     # across the encoder-decoder's switch at t = 1/2, where c'' jumps by 2 pi^2, pi^2 h / 2 = 5e-6
     h = 1e-6
@@ -436,6 +461,47 @@ def test_coefficient_derivatives_match_finite_differences(it, t):
     half_d_gamma2 = (it.gamma(t + h) ** 2 - it.gamma(t - h) ** 2) / (4 * h)
     assert it.gamma_d_gamma(t) == pytest.approx(half_d_gamma2, abs=1e-5)
     assert it.gamma_d_gamma(t) == pytest.approx(it.gamma(t) * it.d_gamma(t), abs=1e-12)
+
+
+@given(it=interpolants(), t=st.floats(0.02, 0.98))
+def test_coefficient_derivatives_match_finite_differences(it, t):
+    _check_derivatives(it, t)
+
+
+#: the reference code's trigonometric interpolant, gamma_scale in [0, 3.9] (it needs gamma_scale < 4)
+albergo2023_interpolants = st.builds(
+    lambda a: dc.TrigonometricInterpolant(a, variant="albergo2023"), st.one_of(st.just(0.0), st.floats(0.0, 3.9))
+)
+
+
+@given(it=albergo2023_interpolants, t=st.floats(0.02, 0.98))
+def test_albergo2023_derivatives_match_finite_differences(it, t):
+    # near gamma_scale = 3.9 and t = 1/2 the factor r = sqrt(1 - gamma^2) falls to 0.16 and the third
+    # derivatives of c_0, c_1 grow to ~1e3: truncation h^2 |c'''| / 6 ~ 2e-10, far below 1e-5
+    _check_derivatives(it, t)
+
+
+@given(it=albergo2023_interpolants, t=arrays(np.float64, (5,), elements=st.floats(0.0, 1.0)))
+def test_albergo2023_preserves_variance_and_the_ends(it, t):
+    """``c_0^2 + c_1^2 + gamma^2 = 1`` (standard ends give a standard ``x_t``), and the ends are exact."""
+    np.testing.assert_allclose(it.coef0(t) ** 2 + it.coef1(t) ** 2 + it.gamma(t) ** 2, 1.0, rtol=0, atol=1e-14)
+    assert (it.coef0(0.0), it.coef0(1.0), it.coef1(0.0), it.coef1(1.0)) == (1.0, 0.0, 0.0, 1.0)
+    it.check_boundaries(atol=0.0)
+
+
+def test_trigonometric_variants_agree_without_latent_noise_and_differ_with_it():
+    t = np.linspace(0.0, 1.0, 41)
+    ours, theirs = dc.TrigonometricInterpolant(0.0), dc.TrigonometricInterpolant(0.0, variant="albergo2023")
+    for coef in ("coef0", "coef1", "gamma", "d_coef0", "d_coef1", "d_gamma", "gamma_d_gamma"):
+        np.testing.assert_array_equal(getattr(ours, coef)(t), getattr(theirs, coef)(t), err_msg=coef)
+    fields = [dc.interpolant_fields(it, R0, R1) for it in (ours, theirs)]
+    x = fields[0].marginal(0.4).sample(10, rng=0)
+    for name in ("velocity", "score", "log_prob"):
+        np.testing.assert_array_equal(getattr(fields[0], name)(x, 0.4), getattr(fields[1], name)(x, 0.4), name)
+    # with gamma > 0 the path is shrunk by r = sqrt(1 - gamma^2), r(1/2) = sqrt(3)/2 for gamma_scale = 1
+    ours, theirs = dc.TrigonometricInterpolant(1.0), dc.TrigonometricInterpolant(1.0, variant="albergo2023")
+    assert theirs.coef1(0.5) == pytest.approx(math.sqrt(3) / 2 * ours.coef1(0.5), rel=1e-14)
+    assert theirs.gamma(0.5) == ours.gamma(0.5) == 0.5
 
 
 def _bad_user_functions(delta):
@@ -573,6 +639,18 @@ BAD_INPUT = [
         lambda: dc.TrigonometricInterpolant(-0.5),
         ValueError,
         r"gamma_scale must be >= 0; got -0.5",
+    ),
+    _case(
+        "trig-variant-unknown",
+        lambda: dc.TrigonometricInterpolant(variant="albergo"),
+        ValueError,
+        r"unknown variant 'albergo'; known: albergo2023, diffcore",
+    ),
+    _case(
+        "trig-albergo2023-gamma-too-large",
+        lambda: dc.TrigonometricInterpolant(4.0, variant="albergo2023"),
+        ValueError,
+        r"variant 'albergo2023' needs gamma_scale < 4 .*; got 4.0",
     ),
     _case("mirror-gamma-zero", lambda: dc.MirrorInterpolant(0.0), ValueError, r"gamma_scale must be > 0; got 0.0"),
     _case("one-sided-kind", lambda: dc.OneSidedInterpolant("cubic"), ValueError, r"unknown kind 'cubic'"),

@@ -21,7 +21,9 @@ returned as NumPy arrays, one row per graph:
 * spectrum histogram: the eigenvalues of the normalised Laplacian
   ``L = D^{-1/2} (D - A) D^{-1/2}`` (with ``d^{-1/2} := 0`` for isolated nodes, so they contribute
   the eigenvalue 0, as ``networkx.normalized_laplacian_matrix``; Chung 1997), which lie in
-  ``[0, 2]``, binned on ``[0, 2]`` (200 bins), divided by ``N``.
+  ``[0, 2]``, binned on ``[0, 2]`` (200 bins, right edge in the last bin), divided by ``N``;
+  eigenvalues within rounding of a bin edge are counted in the bin that starts at that edge,
+  so the histogram does not depend on the order of the nodes (see :func:`spectrum_histograms`).
 
 These are the statistics of You et al. (2018, GraphRNN) and Liao et al. (2019, GRAN), compared
 between sets by the MMD of :mod:`diffcore.graphs._mmd` as in Jo et al. (2022, GDSS).
@@ -199,15 +201,53 @@ def laplacian_spectra(graphs: Any, mask: Any = None) -> list[np.ndarray]:
 
 
 def spectrum_histograms(graphs: Any, mask: Any = None, *, bins: int = 200) -> np.ndarray:
-    """Histograms ``(n, bins)`` of the normalised-Laplacian eigenvalues on ``[0, 2]``, divided by ``N_i``.
+    r"""Histograms ``(n, bins)`` of the normalised-Laplacian eigenvalues on ``[0, 2]``, divided by ``N_i``.
 
-    200 bins as in GRAN and GDSS (Liao et al. 2019; Jo et al. 2022), whose code bins on
-    ``[-1e-5, 2]`` to catch rounding below 0; here the eigenvalues are clipped to ``[0, 2]`` instead.
+    Bin ``k`` is ``[2k/B, 2(k+1)/B)`` for ``B = bins`` (200 by default, as in GRAN and GDSS:
+    Liao et al. 2019; Jo et al. 2022), the last one closed: ``[2 - 2/B, 2]``.  The eigenvalues
+    are those of :func:`laplacian_spectra` (clipped to ``[0, 2]``), and an eigenvalue within
+    ``1e-9`` of a bin edge is moved onto that edge before binning.
+
+    Why: many small graphs have eigenvalues exactly on an edge — ``1`` (stars, complete
+    bipartite graphs, cycles of length divisible by 4), ``1/2`` and ``3/2`` (the path on four
+    nodes, the 6-cycle, the triangle) — and the eigensolver returns such an eigenvalue as
+    ``1 +- 1e-16``, on either side of the edge depending on the order of the nodes.  Without the
+    snap the histogram of one graph changed under relabelling (``K_{2,3}``, the 6-cycle), or
+    split a multiple eigenvalue over two bins (the 4-cycle's double ``1`` over bins 99 and 100).
+    With it, isomorphic graphs get identical histograms, ``1`` lands in bin ``B/2`` and ``2`` in
+    the last bin.
+
+    Relation to the evaluation code of GDSS (``evaluation/stats.py::spectral_worker`` of
+    harryjo97/GDSS): it bins ``scipy.linalg.eigvalsh`` of the normalised
+    Laplacian with ``np.histogram(eigs, bins=200, range=(-1e-5, 2))`` and divides by the number of
+    eigenvalues *counted*.  Its shift by ``-1e-5`` moves the edges off ``0`` and ``1`` (edge
+    ``k`` is at ``-1e-5 + k (2 + 1e-5)/200``), so its bins differ from ours only within ``1e-5``
+    below each edge.  But its range ends at ``2`` unclipped: the eigenvalue ``2`` of every bipartite
+    component is computed as ``2 +- 4e-16`` and is *dropped* when it rounds above ``2`` — which
+    again depends on the node order — and the remaining counts are renormalised to sum to one.
+    Here every eigenvalue is counted (rows sum to one exactly) and ``2`` is kept, in the last bin.
+
+    >>> import numpy as np
+    >>> c4 = np.roll(np.eye(4), 1, axis=1) + np.roll(np.eye(4), -1, axis=1)  # the 4-cycle: {0, 1, 1, 2}
+    >>> h = spectrum_histograms(c4[None])[0]
+    >>> h[[0, 99, 100, 199]].tolist()
+    [0.25, 0.0, 0.5, 0.25]
     """
     bins = check_steps(bins, "bins")
-    return np.stack(
-        [np.histogram(e, bins=bins, range=(0.0, 2.0))[0] / e.shape[0] for e in laplacian_spectra(graphs, mask)]
-    )
+    edges = np.linspace(0.0, 2.0, bins + 1)
+    # LAPACK's symmetric eigensolvers are backward stable: the computed eigenvalues are those of
+    # L + E with ||E||_2 <= p(N) eps ||L||_2, ||L||_2 <= 2, p(N) = O(N) (Weyl's inequality bounds the
+    # eigenvalue error by ||E||_2); forming L with 1/sqrt(d) adds a few eps per entry.  That is
+    # <= 4.4e-11 for N <= 1e5 (measured ~1e-15 on small graphs), so 1e-9 catches every eigenvalue
+    # that lies on an edge, while moving an eigenvalue by at most 1e-7 of a 200-bin width (capped
+    # at a quarter bin for very fine binnings).
+    tol = min(1e-9, 0.25 * (edges[1] - edges[0]))
+    out = []
+    for e in laplacian_spectra(graphs, mask):
+        nearest = edges[np.rint(e * (bins / 2.0)).astype(np.int64)]
+        snapped = np.where(np.abs(e - nearest) <= tol, nearest, e)
+        out.append(np.histogram(snapped, bins=edges)[0] / e.shape[0])
+    return np.stack(out)
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,9 @@ class _SqrtGamma:
     def _d_gamma(self, t, xp):
         if self.gamma_scale == 0:  # gamma = 0: not 0 / 0
             return xp.zeros_like(t)
-        return 0.5 * self.gamma_scale * (1 - 2 * t) / self._gamma(t, xp)
+        # sqrt(a) (1 - 2t) / (2 sqrt(t (1 - t))), not a (1 - 2t) / (2 gamma): for a subnormal a the
+        # product a t (1 - t) underflows to 0 and the quotient would be 0 / 0 = nan at t = 1/2
+        return 0.5 * math.sqrt(self.gamma_scale) * (1 - 2 * t) / xp.sqrt(t * (1 - t))
 
     def _gamma_d_gamma(self, t, xp):
         return 0.5 * self.gamma_scale * (1 - 2 * t)
@@ -188,27 +190,94 @@ class LinearInterpolant(_LinearCoefficients, _SqrtGamma, AbstractInterpolant):
         check_nonnegative("gamma_scale", self.gamma_scale)
 
 
+#: the two trigonometric interpolants: ours, and that of the reference code of Albergo et al. (2023)
+_TRIGONOMETRIC_VARIANTS = ("diffcore", "albergo2023")
+
+
 @dataclass(frozen=True)
 class TrigonometricInterpolant(_SqrtGamma, AbstractInterpolant):
-    r"""``x_t = cos(pi t / 2) x_0 + sin(pi t / 2) x_1 + sqrt(a t (1 - t)) z`` (Albergo et al. 2023, sec. 4)."""
+    r"""The trigonometric interpolant with latent noise ``gamma(t) = sqrt(a t (1 - t))`` (Albergo et al. 2023, sec. 4).
+
+    ``variant="diffcore"`` (default) keeps the trigonometric path and adds the noise on top:
+
+    .. math:: x_t = \cos(\tfrac{\pi t}{2})\, x_0 + \sin(\tfrac{\pi t}{2})\, x_1 + \gamma(t)\, z,
+
+    ``variant="albergo2023"`` shrinks the path by ``r(t) = sqrt(1 - gamma(t)^2)``, as the reference
+    code of the paper does (``make_It(path='trig')`` in ``interflow/fabrics.py`` of
+    malbergo/stochastic-interpolants, used by its ``Interpolant`` class):
+
+    .. math:: x_t = r(t) \big(\cos(\tfrac{\pi t}{2})\, x_0 + \sin(\tfrac{\pi t}{2})\, x_1\big) + \gamma(t)\, z,
+              \qquad c_0' = -\frac{\gamma \gamma'}{r} \cos(\tfrac{\pi t}{2}) - \frac{\pi}{2} r \sin(\tfrac{\pi t}{2}),
+              \quad c_1' = -\frac{\gamma \gamma'}{r} \sin(\tfrac{\pi t}{2}) + \frac{\pi}{2} r \cos(\tfrac{\pi t}{2}),
+
+    so that ``c_0^2 + c_1^2 + gamma^2 = 1``: with independent standard ``x_0``, ``x_1`` and ``z``
+    every ``x_t`` is standard too (variance preserving), where ours has variance ``1 + a t (1 - t)``.
+    ``gamma gamma' = a (1 - 2t)/2`` is finite, so both variants have finite ``c'`` at the ends;
+    ``gamma`` itself is the same in both, but for ``a > 0`` the two are different interpolants
+    (different laws ``rho_t`` and fields between the same ends), not two parametrisations of one.
+    They coincide at ``a = 0``; the reference variant needs ``a < 4`` (``gamma(1/2)^2 = a / 4 < 1``).
+    The reference's ``make_gamma(gamma_type='brownian')`` is ``a = 1``; its ``'a-brownian'``,
+    meant for general ``a``, reads an undefined name ``a`` (the argument is called ``aval``).
+
+    Parameters
+    ----------
+    gamma_scale : ``a >= 0`` (``< 4`` for ``"albergo2023"``).
+    variant : ``"diffcore"`` or ``"albergo2023"``.
+
+    Raises
+    ------
+    ValueError
+        for a negative ``gamma_scale``, an unknown ``variant``, or ``gamma_scale >= 4`` with
+        ``"albergo2023"``.
+
+    Example
+    -------
+    >>> it = TrigonometricInterpolant(1.0, variant="albergo2023")
+    >>> round(it.coef0(0.5) ** 2 + it.coef1(0.5) ** 2 + it.gamma(0.5) ** 2, 12)
+    1.0
+    """
 
     gamma_scale: float = 1.0
+    variant: str = "diffcore"
 
     def __post_init__(self) -> None:
         check_nonnegative("gamma_scale", self.gamma_scale)
+        check_choice("variant", self.variant, _TRIGONOMETRIC_VARIANTS)
+        if self.variant == "albergo2023" and not self.gamma_scale < 4:
+            raise ValueError(
+                "variant 'albergo2023' needs gamma_scale < 4 (so that 1 - gamma(1/2)^2 = 1 - gamma_scale / 4 > 0); "
+                f"got {self.gamma_scale!r}"
+            )
 
-    def _coef0(self, t, xp):
+    def _shrink(self, t, xp):
+        """``r(t) = sqrt(1 - gamma(t)^2)``; exactly 1 at ``t = 0, 1`` and for ``a = 0``."""
+        return xp.sqrt(1 - self.gamma_scale * t * (1 - t))
+
+    def _cos(self, t, xp):
         # cos(pi t / 2) as sin(pi (1 - t) / 2): exactly 0 at t = 1, where cos(pi / 2) = 6e-17
         return xp.sin(0.5 * math.pi * (1 - t))
 
+    def _coef0(self, t, xp):
+        c = self._cos(t, xp)
+        return c if self.variant == "diffcore" else self._shrink(t, xp) * c
+
     def _coef1(self, t, xp):
-        return xp.sin(0.5 * math.pi * t)
+        c = xp.sin(0.5 * math.pi * t)
+        return c if self.variant == "diffcore" else self._shrink(t, xp) * c
 
     def _d_coef0(self, t, xp):
-        return -0.5 * math.pi * xp.sin(0.5 * math.pi * t)
+        d = -0.5 * math.pi * xp.sin(0.5 * math.pi * t)
+        if self.variant == "diffcore":
+            return d
+        r = self._shrink(t, xp)
+        return r * d - (self._gamma_d_gamma(t, xp) / r) * self._cos(t, xp)
 
     def _d_coef1(self, t, xp):
-        return 0.5 * math.pi * xp.cos(0.5 * math.pi * t)
+        d = 0.5 * math.pi * xp.cos(0.5 * math.pi * t)
+        if self.variant == "diffcore":
+            return d
+        r = self._shrink(t, xp)
+        return r * d - (self._gamma_d_gamma(t, xp) / r) * xp.sin(0.5 * math.pi * t)
 
 
 @dataclass(frozen=True)
@@ -363,4 +432,3 @@ class Interpolant(AbstractInterpolant):
             return self.gamma_fn(t) * self.d_gamma_fn(t)
         # (gamma^2)'/2 stays finite where gamma ~ sqrt(t (1 - t))
         return 0.5 * fd_derivative(lambda u: self.gamma_fn(u) ** 2, t, xp, self.fd_step)
-

@@ -13,10 +13,39 @@ and every ``log q^i_t(y)`` is tracked along it by the Itô estimator (valid for 
   ``sum_i w_i q^i`` of the models' laws (same forward process, so the mixture's marginals are
   the mixtures of the marginals).
 * ``"and"``: ``kappa`` solves, each step, the ``M`` linear equations "``sum kappa = 1`` and the
-  updated estimates ``log q^i`` all equal" (the estimates are linear in ``kappa`` through the
-  increment ``Δy``), so the samples end where the models' densities agree.
+  updated estimates ``l_i + Δl_i(kappa)`` all equal" (the increments ``Δl_i`` of the estimates
+  are linear in ``kappa`` through the increment ``Δy``), so the samples end where the models'
+  densities agree.  This equalises the *totals* ``l_i``, where the reference code equalises the
+  *increments* ``Δl_i``; see below.
 * ``"average"``: ``kappa = 1/M``, the naive baseline (the score of the normalised geometric mean
   of the marginals, which is not the marginal of anything).
+
+Relation to the reference code of SuperDiff (github.com/necludov/super-diffusion).  Its AND rule
+(``select_kappa`` in ``notebooks/superposition_edu.ipynb``; the ``"and"`` branch of
+``applications/images/clip_eval.py``; ``kappa_AND`` in ``applications/proteins/superdiff/
+composition.py``) is written for ``M = 2`` and picks ``kappa`` so that the two *increments* of
+one step agree, ``Δl_1(kappa) = Δl_2(kappa)``; the current values ``l_1``, ``l_2`` do not enter,
+and both start from the same value (the prior log density in the notebook, the constant 1 in
+``clip_eval.py``).  Here ``kappa`` makes the *totals* agree, ``l_1 + Δl_1 = l_2 + Δl_2``.
+
+* They coincide when the start values are equal (``log_prob_init=None``: every model starts from
+  ``process.prior_log_prob``) and every step's system is solved exactly: then ``l_1 = l_2``
+  before each step and the two conditions are the same equation, for ``M = 2`` the same
+  ``kappa`` per sample.
+* They differ when the start values differ (``log_prob_init`` per model): the reference keeps the
+  initial gap ``l_1 - l_2`` for ever, ours closes it in the first step (with a large ``kappa``)
+  and then keeps the estimates equal — the AND target is the set where the densities themselves
+  agree, ``q^1_t(y) = q^2_t(y)``, not where their changes along the path agree.  They also
+  differ after a step whose system is degenerate or ill-conditioned (nearly equal scores, where
+  :func:`and_weights` returns the least-squares solution): the gap it leaves, and any rounding,
+  is fed back and corrected at the next step here, but carried along and accumulated by the
+  increment rule.  Ours solves any ``M``.
+* Two features of the reference are not reproduced: the image and protein scripts add a bias
+  ``lift`` to the numerator of ``kappa`` (0 in ``clip_eval.py``; ``logp`` times a normalised
+  ``log sigma_t`` in the protein code), which shifts the target difference of the increments by
+  a constant per step; and ``kappa_AND`` of the protein code sums numerator and denominator over
+  the batch, so one ``kappa`` is shared by all samples, where here (and in the other two
+  scripts) every sample has its own.
 """
 
 from __future__ import annotations
@@ -95,6 +124,12 @@ def and_weights(scores: Array, offsets: Array, scale: float) -> Array:
     solved by the pseudo-inverse, so a degenerate one (equal scores; ``M - 1 > D``) gives the
     least-squares solution of smallest norm instead of infinities; for ``M = 2``,
     ``kappa_2 = (c_1 - c_2 - scale <s_2 - s_1, s_1>) / (scale |s_1 - s_2|^2)``.
+
+    :func:`superpose` passes the *totals*, ``offsets_i = l_i + (the kappa-free part of the
+    increment Δl_i)``, so that the estimates after the step agree.  The SuperDiff reference code
+    in effect leaves out the current ``l_i`` (offsets = the kappa-free increments), which
+    equalises the increments instead; both give the same ``kappa`` when the ``l_i`` are already
+    equal (see the module notes for when they are not).
     """
     xp = namespace(scores, offsets)
     n, m = offsets.shape
@@ -172,6 +207,13 @@ def superpose(
     a finer grid does not remove.  And ``kappa`` is not bounded: where the scores nearly agree the
     linear system is ill-conditioned, ``kappa`` is large and a few paths are thrown far out, so
     judge AND samples by robust statistics (quantiles), not by moments.
+
+    Our AND equalises the *totals* ``l_i`` after every step; the SuperDiff reference code
+    equalises the *increments* ``Δl_i`` of each step.  With equal start values (the default
+    ``log_prob_init=None``) the two rules choose the same ``kappa``; with unequal start values
+    the reference keeps the initial gap, ours closes it at the first step; and after a
+    degenerate step ours corrects the remaining gap where the reference carries it along
+    (module notes).
 
     Parameters
     ----------

@@ -31,6 +31,18 @@ class PredictorCorrector(AbstractSolver):
     ``a`` and ``b`` may be arrays that broadcast against ``x`` (coordinate-wise coefficients,
     as for the packed graph system of :class:`~diffcore.graphs.GraphReverseSDE`).
 
+    On graphs the corrector takes *one* step size ``e`` for the whole packed state ``(X, A)``:
+    the norms of ``z`` and ``s`` run over the feature and the pair coordinates together, so the
+    component with the larger score sets the step of both.  The PC sampler of GDSS (Jo, Lee and
+    Hwang 2022; ``LangevinCorrector`` in ``solver.py`` of harryjo97/GDSS) corrects each component
+    separately, ``e_X = 2 alpha (snr ||z_X|| / ||s_X||)^2`` over the node features and
+    ``e_A = 2 alpha (snr ||z_A|| / ||s_A||)^2`` over the adjacency (norms per sample, averaged
+    over the batch; ``alpha = 1 - beta_i`` of the discrete VP schedule, 1 for VE; the noise scaled
+    by ``scale_eps``), both from the same state.  The two rules agree for ``X``-only or
+    ``A``-only states and whenever ``||z_X|| / ||s_X|| = ||z_A|| / ||s_A||``.  The per-component
+    rule is the corrector of :class:`~diffcore.graphs.S4` (step 1 of its docstring); this class
+    keeps the single rule of Song et al. (2021), for which it is the reference on ``R^d``.
+
     ``order`` is the weak order of the predictor; for ``snr > 0`` the corrector adds a
     bias of order ``snr^2`` that does not vanish as the step count grows (it is an
     unadjusted Langevin step of fixed relative size).
