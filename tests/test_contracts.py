@@ -386,7 +386,6 @@ row(
     lambda scores, offsets, scale: dc.and_weights(scores, offsets, scale),
     {"scores": np.stack([X, X[::-1] + 1.0], axis=1), "offsets": X, "scale": 0.1},
     {"scores": "points", "offsets": "points", "scale": "positive"},
-    nan="rows",
 )
 row(
     "diffcore.divergence",
@@ -797,7 +796,7 @@ def _as(a: Any, dtype: str) -> Any:
 
 def _with_nan(a: Any) -> Any:
     b = a.clone() if isinstance(a, torch.Tensor) else np.array(a, dtype=np.float64)
-    b.reshape(-1)[1 if b.size > 1 else 0] = math.nan  # in the first row; off the diagonal of an adjacency
+    b.reshape(-1)[1 if math.prod(b.shape) > 1 else 0] = math.nan  # in the first row; off the diagonal of an adjacency
     return b
 
 
@@ -1145,3 +1144,94 @@ def test_every_public_name_is_covered(module, name):
         f"{module}.{name} has no row in tests/test_contracts.py: add one (its valid call and the kind of each "
         "argument it checks), or an EXEMPT entry that says why it takes no input to check"
     )
+
+
+# -- the cases that prompted these contracts, one by one --------------------------------------------
+def _non_diffusion() -> Any:
+    return dc.AffineProcess(lambda t: 1.0 + 0 * t, lambda t: 1.0 - t / 2)  # sigma / alpha decreases: g^2 < 0
+
+
+SPECIFIC = [
+    pytest.param(
+        lambda: dc.sample(VP, lambda x, t: x[:, :1], X, method="heun", steps=5),
+        ValueError,
+        r"score must return an array shaped like its input x \(5, 2\); got \(5, 1\)",
+        id="wrong-shape-score-is-not-broadcast",
+    ),
+    pytest.param(
+        lambda: _non_diffusion().diffusion(0.5), ValueError, r"g\(t\)\^2 = -0\.7.* < 0 at t = 0\.5", id="g2<0"
+    ),
+    pytest.param(
+        lambda: dt.propagate_gaussian_law(dc.ReverseSDE(VP, SCORE), "pc", G2.mean, G2.cov, [1.0, 0.5]),
+        ValueError,
+        r"needs a solver whose step is affine.*pc",
+        id="propagate-non-affine-solver",
+    ),
+    pytest.param(
+        lambda: dt.propagate_gaussian_law(dc.ReverseSDE(VP, SCORE), "ancestral", G2.mean, -np.eye(2), [1.0, 0.5]),
+        ValueError,
+        r"cov must be positive semi-definite; its smallest eigenvalue is -1",
+        id="propagate-non-psd",
+    ),
+    pytest.param(
+        lambda: dt.propagate_gaussian_law(dc.ReverseSDE(VP, SCORE), "ancestral", G2.mean, G2.cov, [0.5, 1.0]),
+        ValueError,
+        r"ReverseSDE is integrated backwards in time; ts must be decreasing",
+        id="propagate-increasing-grid",
+    ),
+    pytest.param(
+        lambda: dc.convert(X, X[:, :1], 0.5, VP, source="eps", target="x0"),
+        ValueError,
+        r"value must have the shape of x \(5, 1\); got \(5, 2\)",
+        id="convert-does-not-broadcast",
+    ),
+    pytest.param(lambda: dc.w2(1e200 * X, X), ValueError, r"w2 overflows", id="w2-overflow"),
+    pytest.param(lambda: dc.sliced_w2(1e200 * X, X, rng=0), ValueError, r"sliced_w2 overflows", id="sliced-overflow"),
+    pytest.param(
+        lambda: dc.w2(X, torch.as_tensor(X)),
+        TypeError,
+        r"x and y must be arrays of one library on one device; got x: numpy.ndarray float64 \(5, 2\), y: torch.Tensor",
+        id="mixed-names-both",
+    ),
+    pytest.param(
+        lambda: dc.and_weights(X[:, None, :], X[:, :1], 0.0), ValueError, r"scale must be > 0", id="and-scale"
+    ),
+    *(
+        pytest.param(
+            lambda _s=solver: dc.sample_graphs(SYSTEM, GSCORE, GMASK, n_features=LAB.n_features, steps=2, method=_s),
+            TypeError,
+            rf"{solver.name} needs the scalar schedule alpha\(t\), sigma\(t\) of an AbstractProcess; the process of "
+            r"GraphReverseSDE is PackedProcess \(coordinate-wise coefficients\)",
+            id=f"graphs-{solver.name}",
+        )
+        for solver in (dc.DDIM(), dc.Ancestral(), dc.samplers.DPMSolverPP2M(), dc.samplers.EDMStochastic())
+    ),
+]
+
+
+@pytest.mark.parametrize(("thunk", "exc", "match"), SPECIFIC)
+def test_specific_case(thunk, exc, match):
+    with pytest.raises(exc, match=match):
+        thunk()
+
+
+def test_rounding_negative_g2_is_zero_diffusion():
+    """``AffineProcess(1 - t, t)`` has ``g(0) = 0``; its finite-difference ``g^2(0)`` is ~ -1e-18, which
+    used to give ``diffusion(0) = NaN``.  Now 0, and the array form agrees."""
+    rf = dc.AffineProcess(lambda t: 1 - t, lambda t: t)
+    assert -1e-9 < rf.diffusion_squared(0.0) <= 1e-12  # the rounding the rule is for (measured -8.5e-19)
+    assert rf.diffusion(0.0) == 0.0
+    np.testing.assert_array_equal(rf.diffusion(np.array([0.0, 0.5])), [0.0, math.sqrt(rf.diffusion_squared(0.5))])
+    assert np.isnan(_non_diffusion().diffusion(np.array([0.5]))[0])  # arrays: NaN in the bad entries, as documented
+
+
+def test_model_output_check_costs_no_extra_evaluation():
+    """The check reads the output the solver asked for: NFE is the number of calls, no probe call."""
+    calls = []
+
+    def score(x, t):
+        calls.append(t)
+        return SCORE(x, t)
+
+    sol = dc.sample(VP, score, X, method="heun", steps=4)
+    assert sol.nfe == len(calls) == 8

@@ -432,7 +432,7 @@ SAMPLER_CASES = [
         "time-grid-unknown",
         lambda: dc.time_grid(VP, 3, kind="nope"),
         ValueError,
-        r"unknown grid 'nope'; known: edm, log_snr, uniform",
+        r"unknown kind 'nope'; known: edm, log_snr, uniform",
     ),
     _case("time-grid-steps", lambda: dc.time_grid(VP, 0), ValueError, r"steps must be >= 1; got 0"),
     _case("t-min-negative", lambda: _sample(t_min=-0.1), ValueError, r"t_min must lie in \[0, 1\]; got -0.1"),

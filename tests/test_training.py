@@ -616,7 +616,8 @@ def test_field_error_bad_input():
     exact = dc.exact_score(process, DATA)
     with pytest.raises(TypeError, match="data must be a Gaussian"):
         field_error(exact, exact, process)
-    with pytest.raises(ValueError, match="shaped like x"):
+    rule = r"learned must return an array shaped like its input x \(10, 2\); got \(10, 1\)"
+    with pytest.raises(ValueError, match=rule):
         field_error(lambda x, t: x[:, :1], exact, process, DATA, n=10)
     with pytest.raises(ValueError, match="not finite"):
         field_error(lambda x, t: x * np.nan, exact, process, DATA, n=10)

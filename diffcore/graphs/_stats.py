@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import resolve_rng, uniform
-from diffcore._validation import check_choice, check_steps
+from diffcore._validation import check_array, check_choice, check_steps
 from diffcore.graphs._mmd import KERNELS, _host, histogram_emd, histogram_kernel, mmd2
 
 __all__ = [  # with the histogram MMD of _mmd, re-exported here so that the package imports one module
@@ -92,7 +92,7 @@ def _check_adjacency(name: str, a: np.ndarray) -> None:
 
 
 def _from_array(name: str, graphs: Any, mask: Any) -> list[np.ndarray]:
-    a = _host(graphs)
+    a = check_array(name, _host(graphs), min_ndim=0)
     if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[0] < 1:
         raise ValueError(f"{name} must have shape (n, N, N) with n >= 1; got shape {a.shape}")
     _check_adjacency(name, a)
@@ -114,7 +114,7 @@ def _from_sequence(name: str, graphs: Sequence) -> list[np.ndarray]:
     out = []
     for i, g in enumerate(graphs):
         if hasattr(g, "shape"):
-            a = _host(g)
+            a = check_array(f"{name}[{i}]", _host(g), min_ndim=0)
             if a.ndim != 2 or a.shape[0] != a.shape[1]:
                 raise ValueError(f"{name}[{i}] must be a square adjacency array (N, N); got shape {a.shape}")
         else:

@@ -53,8 +53,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from diffcore._array import as_array, namespace
-from diffcore._validation import check_choice, check_nonnegative
+from diffcore._array import as_array, device_of, namespace
+from diffcore._validation import check_array, check_choice, check_nonnegative, check_positive, check_same_namespace
 from diffcore.distributions._components import logsumexp, softmax
 from diffcore.likelihood._ito import as_score, check_x_init, grid_for, run, start_values
 from diffcore.processes import AbstractProcess
@@ -67,12 +67,11 @@ MODES = ("or", "and", "average")
 
 
 def _check_log_densities(log_densities: Any) -> Array:
-    if not hasattr(log_densities, "shape") or log_densities.ndim != 2 or log_densities.shape[1] < 1:
-        got = tuple(log_densities.shape) if hasattr(log_densities, "shape") else type(log_densities).__name__
-        raise ValueError(f"log_densities must have shape (n, M) with M >= 1; got {got}")
-    xp = namespace(log_densities)
-    if not bool(xp.all(xp.isfinite(log_densities))):
-        raise ValueError("log_densities must be finite; it contains NaN or infinity")
+    if hasattr(log_densities, "shape") and hasattr(log_densities, "ndim") and log_densities.ndim != 2:
+        raise ValueError(f"log_densities must have shape (n, M) with M >= 1; got {tuple(log_densities.shape)}")
+    log_densities = check_array("log_densities", log_densities, ndim=2, shape="(n, M)")
+    if log_densities.shape[1] < 1:
+        raise ValueError(f"log_densities must have shape (n, M) with M >= 1; got {tuple(log_densities.shape)}")
     return log_densities
 
 
@@ -104,7 +103,7 @@ def superposition_weights(
     >>> superposition_weights(np.log([[1.0, 3.0]]))
     array([[0.25, 0.75]])
     """
-    _check_log_densities(log_densities)
+    log_densities = _check_log_densities(log_densities)
     check_choice("mode", mode, ("or", "average"))
     temperature = check_nonnegative("temperature", temperature)
     xp = namespace(log_densities)
@@ -130,8 +129,30 @@ def and_weights(scores: Array, offsets: Array, scale: float) -> Array:
     in effect leaves out the current ``l_i`` (offsets = the kappa-free increments), which
     equalises the increments instead; both give the same ``kappa`` when the ``l_i`` are already
     equal (see the module notes for when they are not).
+
+    The weights are not constrained to be non-negative: the equations fix only their sum, and
+    where the models' densities agree beyond the scores' convex hull some ``kappa_j < 0`` (an
+    affine, not a convex, combination of the scores), as in the reference code.
+
+    Raises ``TypeError``/``ValueError`` for arrays of the wrong shape, kind or library, NaN, or
+    ``scale <= 0``; an empty batch (``n = 0``) gives ``(0, M)``.
     """
-    xp = namespace(scores, offsets)
+    xp = check_same_namespace(scores=scores, offsets=offsets)
+    scores = check_array("scores", scores, ndim=3, shape="(n, M, D)")
+    offsets = check_array("offsets", offsets, ndim=2, shape="(n, M)")
+    if offsets.shape != scores.shape[:2]:
+        raise ValueError(f"offsets must have shape (n, M) = {tuple(scores.shape[:2])}; got {tuple(offsets.shape)}")
+    if offsets.dtype != scores.dtype:
+        offsets = as_array(offsets, scores)
+    scale = check_positive("scale", scale)
+    if scores.shape[0] == 0:
+        return xp.zeros(tuple(offsets.shape), dtype=scores.dtype, device=device_of(scores))
+    return _solve_and(scores, offsets, scale)
+
+
+def _solve_and(scores: Array, offsets: Array, scale: float) -> Array:
+    """The linear solve of :func:`and_weights`, without the checks (called at every step of :func:`superpose`)."""
+    xp = namespace(scores)
     n, m = offsets.shape
     gram = scale * (scores @ xp.permute_dims(scores, (0, 2, 1)))  # (n, M, M)
     rows = gram[:, 1:, :] - gram[:, :1, :]
@@ -157,7 +178,7 @@ def _and_mixer(ell, s_flat, y_flat, dy0, f, g2, h):
     proj_y = xp.sum(s_flat * y_flat[:, None, :], axis=2)
     offsets = ell + h * (dim * f + f * proj_y - 0.5 * g2 * xp.sum(s_flat**2, axis=2))
     offsets = offsets + xp.sum(s_flat * dy0[:, None, :], axis=2)
-    return and_weights(s_flat, offsets, h * g2)
+    return _solve_and(s_flat, offsets, h * g2)
 
 
 def _average_mixer(ell, s_flat, y_flat, dy0, f, g2, h):

@@ -126,7 +126,8 @@ class AbstractProcess(AbstractLinearSDE):
                 )
             return math.sqrt(max(g2, 0.0))
         xp = namespace(g2)
-        return xp.sqrt(xp.where((g2 < 0) & (g2 >= -G2_ROUNDING), xp.zeros_like(g2), g2))
+        g = xp.sqrt(xp.where(g2 > 0, g2, xp.zeros_like(g2)))
+        return xp.where(g2 < -G2_ROUNDING, xp.full_like(g2, math.nan), g)
 
     def drift(self, x: Array, t: Any) -> Array:
         """``f(t) x`` for a batch ``x`` of shape ``(n, ...)`` and ``t`` float or ``(n,)``."""
