@@ -234,9 +234,9 @@ def check_array(
     ``promote=False`` they are refused).  Empty batches pass.  ``shape`` describes the expected
     shape in the message for a non-array.  Returns the cleaned array.
     """
+    if shape is None:
+        shape = {None: "(n, ...)", 1: "(n,)", 2: f"(n, {dim or 'd'})"}.get(ndim, f"of {ndim} axes")
     if not is_array_api_obj(x) or isinstance(x, (int, float, complex, bool)) or not hasattr(x, "shape"):
-        if shape is None:
-            shape = {None: "(n, ...)", 1: "(n,)", 2: f"(n, {dim or 'd'})"}.get(ndim, f"of {ndim} axes")
         raise TypeError(f"{name} must be an array of shape {shape}; got {type(x).__name__}")
     xp = array_namespace(x)
     if xp.isdtype(x.dtype, "complex floating"):
@@ -246,7 +246,7 @@ def check_array(
             raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
         x = as_array(x, x)
     if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} axes; got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must have {ndim} axes, shape {shape}; got shape {tuple(x.shape)}")
     if x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} axes (a batch first); got shape {tuple(x.shape)}")
     if dim is not None and x.shape[-1] != dim:

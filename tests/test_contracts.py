@@ -646,7 +646,7 @@ row(
     "diffcore.graphs.linear_half_step",
     lambda x, t1: dg.linear_half_step(VP, x, 0.5, t1, np.zeros(np.shape(x))),
     {"x": X, "t1": 0.4},
-    {"x": "points", "t1": "time"},
+    {"x": "values", "t1": "time"},
     nan="rows",
 )
 
@@ -870,7 +870,7 @@ VARIANTS: dict[str, dict[str, tuple[Callable[[Any], Any], str]]] = {
     },
     "values": {
         "complex": (lambda a: _as(a, "complex128"), "error"),
-        "nan": (_with_nan, "error"),
+        "nan": (_with_nan, "nan"),
         "string": (lambda a: "1.0", "error"),
     },
     "model": {

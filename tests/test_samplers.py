@@ -521,7 +521,7 @@ def test_snr_grids_need_a_finite_log_snr(process, kind):
 
 
 def test_time_grid_validates():
-    with pytest.raises(ValueError, match="unknown grid 'cosine'"):
+    with pytest.raises(ValueError, match="unknown kind 'cosine'"):
         dc.time_grid(PROC, 10, kind="cosine")
     with pytest.raises(ValueError, match="t_min must be < t_max"):
         dc.time_grid(PROC, 10, t_min=0.5, t_max=0.5)

@@ -59,7 +59,7 @@ def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
     if process.shift is None:
         return law
     if isinstance(law, Gaussian):
-        return Gaussian(law.mean + (1 - alpha) * process.shift_like(law.mean), law.cov)
+        return Gaussian(law.mean + (1 - alpha) * process.shift_like(law.mean[None, :]), law.cov)
     return GaussianMixture(law.weights, law.means + (1 - alpha) * process.shift_like(law.means), law.covs)
 
 

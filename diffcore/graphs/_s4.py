@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._array import namespace
-from diffcore._validation import check_batch, check_nonnegative, check_scalar_time
+from diffcore._validation import check_array, check_nonnegative, check_scalar_time
 from diffcore.graphs._system import GraphReverseSDE
 from diffcore.processes import AbstractLinearSDE
 from diffcore.samplers import AbstractSolver, Requirements
@@ -48,7 +48,8 @@ def linear_half_step(process: Any, x: Array, t0: float, t1: float, noise: Array)
     t0, t1 = check_scalar_time(t0, "t0"), check_scalar_time(t1, "t1")
     if not t1 < t0:
         raise ValueError(f"the reverse half-step runs backwards in time: t1 < t0; got t0={t0}, t1={t1}")
-    x = check_batch("x", x)
+    if not isinstance(x, (int, float)):  # a number, or an array of any shape (e.g. a packed state)
+        x = check_array("x", x, min_ndim=0, finite=False)
     tr = process.transition(t1, t0)
     return x / tr.scale + (tr.std / tr.scale) * noise
 

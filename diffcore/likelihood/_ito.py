@@ -104,7 +104,6 @@ def _flat(a: Array) -> Array:
 def run(
     process: AbstractProcess,
     scores: Sequence[Callable],
-    names: Sequence[str],
     x_init: Array,
     ts: np.ndarray,
     rng: Any,
@@ -274,7 +273,7 @@ def ito_log_density(
     model = as_score(process, score, prediction, "score")
     log_init = start_values(process, x_init, log_prob_init, "log_prob_init")
     out = run(
-        process, [model], ["score"], x_init, ts, rng, log_init[:, None], _single,
+        process, [model], x_init, ts, rng, log_init[:, None], _single,
         prior_control=prior_control, save_path=save_path,
     )  # fmt: skip
     return Solution(

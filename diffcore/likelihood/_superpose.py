@@ -287,8 +287,7 @@ def superpose(
     xp = namespace(x_init)
     ell0 = xp.stack([start_values(process, x_init, v, f"log_prob_init[{i}]") for i, v in enumerate(log_prob_init)], 1)
     mix = {"or": _or_mixer(w, temperature), "and": _and_mixer, "average": _average_mixer}[mode]
-    names = [f"scores[{i}]" for i in range(m)]
-    out = run(process, models, names, x_init, ts, rng, ell0, mix, prior_control=prior_control, save_path=save_path)
+    out = run(process, models, x_init, ts, rng, ell0, mix, prior_control=prior_control, save_path=save_path)
 
     def combine(ell: Array) -> Array:
         if mode == "or":

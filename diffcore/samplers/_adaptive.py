@@ -83,7 +83,8 @@ class Adaptive(AbstractSolver):
 
     name: ClassVar[str] = "adaptive"
     order: ClassVar[int] = 5
-    adaptive: ClassVar[bool] = True
+    #: the step sizes follow an error norm over the whole batch: not an affine map of the state
+    affine_step: ClassVar[bool] = False
 
     #: nodes, stage matrix, fifth-order weights and error weights ``b - b_hat`` (Hairer et al. table II.5.2)
     C: ClassVar[tuple[float, ...]] = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)

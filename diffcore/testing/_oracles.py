@@ -9,7 +9,7 @@ import numpy as np
 
 from diffcore._validation import check_array, check_grid, check_same_namespace, check_scalar_time
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
-from diffcore.samplers import Adaptive, get_solver, integrate
+from diffcore.samplers import get_solver, integrate
 
 __all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
 
@@ -75,7 +75,7 @@ def propagate_gaussian_law(
         :func:`~diffcore.integrate` (dynamics that do not meet the solver's requirements).
     """
     solver = get_solver(solver)
-    if not solver.affine_step or isinstance(solver, Adaptive):
+    if not solver.affine_step:
         raise ValueError(
             f"propagate_gaussian_law needs a solver whose step is affine in (state, noise); {solver.name} "
             f"declares affine_step = False (its step depends on the whole batch)"
