@@ -85,7 +85,7 @@ def synchronize(device) -> None:
 def setting(method: str, problem: str):
     """``(process, data)`` for ``method`` on P1 or P2: the VP SDE, or a mean-reverting SDE for ``mrs_*``."""
     data = PROBLEMS[problem].data
-    if dc.get_solver(method).processes == "mean_reverting":
+    if dc.get_solver(method).requires.shift == "required":
         d = 2 if problem == "P1" else 64
         return dc.MeanRevertingSDE(mu=np.full(d, 0.5), lambda_=1.0), data
     return PROCESS, data

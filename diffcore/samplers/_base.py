@@ -80,17 +80,17 @@ class Requirements:
         if self.shift == "forbidden" and has_shift:
             return ValueError, (
                 f"{who} assumes x_t = alpha x_0 + sigma eps without a mean shift; {type(process).__name__} has "
-                f"mean mu: use a solver that allows a shift (mrs_ode, mrs_sde, euler, heun, rk4, euler_maruyama)"
+                f"mean mu"
             )
         if self.shift == "required" and not has_shift:
             return ValueError, (
                 f"{who} integrates the reverse dynamics of a process with a mean shift (a MeanRevertingSDE); "
-                f"got {type(process).__name__}: for zero-mean processes use ddim or another exponential integrator"
+                f"got {type(process).__name__}, which has none"
             )
         if self.noise == "none" and dynamics.stochastic:
             return ValueError, (
                 f"{who} integrates ODEs (zero diffusion); got {type(dynamics).__name__}, whose diffusion is "
-                f"non-zero ({_noise_of(dynamics)}): use a stochastic solver"
+                f"non-zero ({_noise_of(dynamics)})"
             )
         if self.noise == "reverse":
             scale = getattr(dynamics, "noise_scale", None)
@@ -99,11 +99,18 @@ class Requirements:
         return None
 
     def check(self, dynamics: AbstractDynamics, who: str = "the solver") -> None:
-        """Raise (``TypeError`` or ``ValueError``, naming the rule) unless ``dynamics`` meets these requirements."""
+        """Raise (``TypeError`` or ``ValueError``) unless ``dynamics`` meets these requirements.
+
+        The message is :meth:`unmet`'s, followed by the solvers of :data:`~diffcore.SOLVERS` that
+        do apply to ``dynamics``, read from their declarations.
+        """
         problem = self.unmet(dynamics, who)
         if problem is not None:
+            from diffcore.samplers._registry import SOLVERS  # the registry imports every solver module
+
             exc, message = problem
-            raise exc(message)
+            fits = [name for name, cls in SOLVERS.items() if cls.requires.unmet(dynamics) is None]
+            raise exc(f"{message}; the solvers that apply here: {', '.join(fits) or 'none of diffcore.SOLVERS'}")
 
     def __and__(self, other: Requirements) -> Requirements:
         """The requirements of a solver that takes steps of both (a per-step schedule of methods)."""
