@@ -236,24 +236,35 @@ def check_array(
     """
     if shape is None:
         shape = {None: "(n, ...)", 1: "(n,)", 2: f"(n, {dim or 'd'})"}.get(ndim, f"of {ndim} axes")
-    if not is_array_api_obj(x) or isinstance(x, (int, float, complex, bool)) or not hasattr(x, "shape"):
-        raise TypeError(f"{name} must be an array of shape {shape}; got {type(x).__name__}")
-    xp = array_namespace(x)
-    if xp.isdtype(x.dtype, "complex floating"):
-        raise TypeError(f"{name} must be real; got complex dtype {x.dtype}")
-    if not xp.isdtype(x.dtype, "real floating"):
-        if not promote or not xp.isdtype(x.dtype, ("integral", "bool")):
-            raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
-        x = as_array(x, x)
+    if not _real_float_array(x):  # the fast path (a NumPy or torch float array) skips the namespace lookup
+        if not is_array_api_obj(x) or isinstance(x, (int, float, complex, bool)) or not hasattr(x, "shape"):
+            raise TypeError(f"{name} must be an array of shape {shape}; got {type(x).__name__}")
+        xp = array_namespace(x)
+        if xp.isdtype(x.dtype, "complex floating"):
+            raise TypeError(f"{name} must be real; got complex dtype {x.dtype}")
+        if not xp.isdtype(x.dtype, "real floating"):
+            if not promote or not xp.isdtype(x.dtype, ("integral", "bool")):
+                raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
+            x = as_array(x, x)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} axes, shape {shape}; got shape {tuple(x.shape)}")
     if x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} axes (a batch first); got shape {tuple(x.shape)}")
     if dim is not None and x.shape[-1] != dim:
         raise ValueError(f"{name} must have shape (n, {dim}); got {tuple(x.shape)}")
-    if finite and math.prod(x.shape) and not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    if finite and math.prod(x.shape):
+        xp = array_namespace(x)
+        if not bool(xp.all(xp.isfinite(x))):
+            raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     return x
+
+
+def _real_float_array(x: Any) -> bool:
+    """Whether ``x`` is a NumPy array or torch tensor of a real floating dtype (from metadata alone)."""
+    dtype = getattr(x, "dtype", None)
+    if type(x) is np.ndarray:
+        return dtype.kind == "f"
+    return is_torch_array(x) and dtype.is_floating_point
 
 
 def check_batch(name: str, x: Any) -> Any:
@@ -263,9 +274,7 @@ def check_batch(name: str, x: Any) -> Any:
     of axes; anything else goes through :func:`check_array` (integers promoted, complex, lists and
     0-d arrays refused).  Values are not read: no device synchronisation.
     """
-    dtype = getattr(x, "dtype", None)
-    real_float = getattr(dtype, "kind", None) == "f" or getattr(dtype, "is_floating_point", False)
-    if real_float and getattr(x, "ndim", 0) >= 1:
+    if _real_float_array(x) and x.ndim >= 1:
         return x
     return check_array(name, x, finite=False)
 
