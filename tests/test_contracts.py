@@ -154,6 +154,13 @@ row(
     {"x0": "points", "score": "model", "steps": "count", "method": "choice"},
     out=lambda r: r.x,
 )
+row(
+    "diffcore.Requirements",
+    lambda shift, noise: dc.Requirements(dynamics=dc.AbstractReverseDynamics, shift=shift, noise=noise),
+    {"shift": "forbidden", "noise": "none"},
+    {"shift": "choice", "noise": "choice"},
+    out=None,
+)
 row("diffcore.get_solver", lambda method: dc.get_solver(method), {"method": "heun"}, {"method": "choice"}, out=None)
 for _cls, _param, _kind in ((dc.Adaptive, "rtol", "positive"), (dc.PredictorCorrector, "snr", "nonnegative")):
     row(f"diffcore.{_cls.__name__}", lambda _c=_cls, **kw: _c(**kw), {_param: 0.1}, {_param: _kind}, out=None)
@@ -1104,7 +1111,14 @@ EXEMPT: dict[str, str] = {
         "a constant registry",
     ),
     **dict.fromkeys(
-        ["AbstractDynamics", "AbstractInterpolant", "AbstractProcess", "AbstractReverseDynamics", "AbstractSolver"],
+        [
+            "AbstractDynamics",
+            "AbstractInterpolant",
+            "AbstractLinearSDE",
+            "AbstractProcess",
+            "AbstractReverseDynamics",
+            "AbstractSolver",
+        ],
         "an abstract base: its contract is exercised through every concrete class",
     ),
     **dict.fromkeys(

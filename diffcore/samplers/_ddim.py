@@ -20,13 +20,15 @@ class DDIM(AbstractSolver):
               + \Big(\sigma_1 - \frac{\alpha_1}{\alpha_0}\sigma_0\Big) \hat\varepsilon_0,
 
     for any affine process.  This is DPM-Solver-1 (Lu et al. 2022, eq. 3.7) and the
-    first-order exponential integrator of Zhang and Chen (2023); global order 1.
+    first-order exponential integrator of Zhang and Chen (2023); global order 1, measured on the
+    log-SNR grid of the exponential integrators (it is exact in ``lambda`` for a score linear in
+    ``eps``; on the uniform grid in ``t`` it is first order as well).
     """
 
     name: ClassVar[str] = "ddim"
     order: ClassVar[int] = 1
-
     requires: ClassVar[Requirements] = SCALAR_ODE
+    grid: ClassVar[str] = "log_snr"
 
     def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
         p = dynamics.process
