@@ -269,13 +269,14 @@ def log_likelihood(
     flow = AugmentedFlow(process, score, event, eps, fd_step, kind)
     m = 1 if eps is None else probes
     y0 = xp.concat([xp.reshape(x, (n, flow.dim)), xp.zeros((n, m), dtype=x.dtype, device=device_of(x))], axis=1)
-    if isinstance(solver, str):
+    if isinstance(solver, str):  # SciPy: the flow counts its evaluations itself
         counter = Counter()
-        y1, nfe = _solve_ivp(flow.counted(counter), y0, t_min, _SCIPY[solver], rtol, atol), counter
+        y1 = _solve_ivp(flow.counted(counter), y0, t_min, _SCIPY[solver], rtol, atol)
+        nfe = counter.n
     else:
         ts = [t_min, 1.0] if isinstance(solver, Adaptive) else time_grid(process, steps, t_min=t_min, kind=grid)[::-1]
         sol = integrate(flow, y0, ts, solver)
-        y1, nfe = sol.x, sol
+        y1, nfe = sol.x, sol.nfe
     x_end = xp.reshape(y1[:, : flow.dim], x.shape)
     integrals = xp.permute_dims(y1[:, flow.dim :], (1, 0))  # (m, n)
     prior_term = _check_prior(prior(x_end), n)
@@ -291,7 +292,7 @@ def log_likelihood(
     return LogLikelihood(
         value=value,
         stderr=stderr,
-        nfe=nfe.n if isinstance(nfe, Counter) else nfe.nfe,
+        nfe=nfe,
         prior_term=prior_term,
         divergence_integral=integral,
         probe_integrals=None if eps is None else integrals,
