@@ -113,8 +113,8 @@ class EDMStochastic(AbstractSolver):
     to offset imperfect denoisers) each step adds a bias of order ``gamma (s_noise^2 - 1)``,
     which does not vanish as the steps are refined.  Needs a decreasing grid.  The step keeps no
     state (so :func:`~diffcore.testing.propagate_gaussian_law` applies); on a grid that ends at
-    ``sigma = 0`` its last step is Euler's and ``Solution.nfe`` (2 per step) counts one
-    evaluation more than was spent.
+    ``sigma = 0`` its last step is Euler's, one evaluation, and ``Solution.nfe`` (the driver's
+    count of the score's calls) says so.
     """
 
     churn: float = 10.0
