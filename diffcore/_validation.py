@@ -155,8 +155,6 @@ def check_points(x: Any, dim: int, name: str = "x") -> Any:
     every step of a sampler, where reading values would synchronise a device.  NaN rows give
     NaN rows, and the driver reports a non-finite state with its step.
     """
-    if hasattr(x, "shape") and hasattr(x, "ndim") and (x.ndim != 2 or x.shape[1] != dim):
-        raise ValueError(f"{name} must have shape (n, {dim}); got {tuple(x.shape)}")
     return check_array(name, x, ndim=2, dim=dim, finite=False)
 
 
@@ -246,12 +244,10 @@ def check_array(
             if not promote or not xp.isdtype(x.dtype, ("integral", "bool")):
                 raise TypeError(f"{name} must have a real floating dtype; got {x.dtype}")
             x = as_array(x, x)
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} axes, shape {shape}; got shape {tuple(x.shape)}")
+    if (ndim is not None and x.ndim != ndim) or (dim is not None and x.shape[-1:] != (dim,)):
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(x.shape)}")
     if x.ndim < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} axes (a batch first); got shape {tuple(x.shape)}")
-    if dim is not None and x.shape[-1] != dim:
-        raise ValueError(f"{name} must have shape (n, {dim}); got {tuple(x.shape)}")
     if finite and math.prod(x.shape):
         xp = array_namespace(x)
         if not bool(xp.all(xp.isfinite(x))):

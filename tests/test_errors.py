@@ -618,7 +618,7 @@ METRIC_CASES = [
         "w2-1d-points",
         lambda: dc.w2(np.zeros(3), np.zeros(3)),
         ValueError,
-        r"x must be an array of shape \(n, d\); got shape \(3,\)",
+        r"x must have shape \(n, d\); got \(3,\)",
     ),
     _case(
         "w2-empty",

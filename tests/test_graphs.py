@@ -350,7 +350,7 @@ def test_bad_graphs_are_rejected_with_the_rule():
     edge[0, 0, 2] = edge[0, 2, 0] = 1.0
     with pytest.raises(ValueError, match="masked-out nodes must be zero"):
         check_graphs(X, edge, np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]))
-    with pytest.raises(ValueError, match="must have 3 axes"):
+    with pytest.raises(ValueError, match=r"X must have shape \(n, N, F\); got \(3, 1\)"):
         check_graphs(X[0], A)
 
 

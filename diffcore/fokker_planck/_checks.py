@@ -32,9 +32,10 @@ def check_field(name: str, field: Any) -> Any:
 
 def check_x(x: Any) -> Array:
     """Finite real points of shape ``(n, d)``, ``d >= 1`` (integers promoted; ``n = 0`` allowed)."""
-    if hasattr(x, "shape") and hasattr(x, "ndim") and (x.ndim != 2 or x.shape[1] < 1):
+    x = check_array("x", x, ndim=2)
+    if x.shape[1] < 1:
         raise ValueError(f"x must have shape (n, d) with d >= 1; got {tuple(x.shape)}")
-    return check_array("x", x, ndim=2)
+    return x
 
 
 def check_fp_time(t: Any, x: Array) -> Any:

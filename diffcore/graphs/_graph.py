@@ -158,11 +158,6 @@ def _mask_like(mask: Array, like: Array, n: int, N: int) -> Array:
 def _check_pair(X: Any, A: Any) -> tuple[Array, Array]:
     """``X (n, N, F)`` and ``A (n, N, N)`` as real arrays of one library (integer and boolean promoted)."""
     check_same_namespace(X=X, A=A)
-    for name, arr in (("X", X), ("A", A)):
-        if hasattr(arr, "ndim") and hasattr(arr, "shape") and arr.ndim != 3:
-            raise ValueError(
-                f"{name} must have 3 axes ({'(n, N, F)' if name == 'X' else '(n, N, N)'}); got shape {tuple(arr.shape)}"
-            )
     X = check_array("X", X, ndim=3, finite=False, shape="(n, N, F)")
     A = check_array("A", A, ndim=3, finite=False, shape="(n, N, N)")
     if X.dtype != A.dtype:

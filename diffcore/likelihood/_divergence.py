@@ -164,8 +164,6 @@ def divergence(score: Any, x: Array, t: float, *, fd_step: float = 1e-4) -> Arra
     True
     """
     model = Model.of(score, "score")
-    if hasattr(x, "ndim") and x.ndim != 2:
-        raise ValueError(f"x must be an array of shape (n, d); got {tuple(x.shape)}")
     x = check_array("x", x, ndim=2, finite=False)
     t = check_scalar_time(t)
     check_positive("fd_step", fd_step)

@@ -67,8 +67,6 @@ MODES = ("or", "and", "average")
 
 
 def _check_log_densities(log_densities: Any) -> Array:
-    if hasattr(log_densities, "shape") and hasattr(log_densities, "ndim") and log_densities.ndim != 2:
-        raise ValueError(f"log_densities must have shape (n, M) with M >= 1; got {tuple(log_densities.shape)}")
     log_densities = check_array("log_densities", log_densities, ndim=2, shape="(n, M)")
     if log_densities.shape[1] < 1:
         raise ValueError(f"log_densities must have shape (n, M) with M >= 1; got {tuple(log_densities.shape)}")

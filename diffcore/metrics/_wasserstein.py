@@ -19,8 +19,6 @@ Array = Any
 def _points(name: str, x: Any) -> Array:
     """Finite real points ``(n, d)``, ``n >= 1`` (a distance between empty measures is undefined);
     integer and boolean points are promoted to float64."""
-    if hasattr(x, "shape") and hasattr(x, "ndim") and x.ndim != 2:
-        raise ValueError(f"{name} must be an array of shape (n, d); got shape {tuple(x.shape)}")
     x = check_array(name, x, ndim=2)
     if x.shape[0] < 1:
         raise ValueError(f"{name} must hold at least one point; got shape {tuple(x.shape)}")
@@ -137,9 +135,7 @@ def w2_gaussian(mean1: Array, cov1: Array, mean2: Array, cov2: Array) -> Array:
     not symmetric or has a negative eigenvalue (both up to a relative ``sqrt(eps)``).
     """
     xp = check_same_namespace(mean1=mean1, cov1=cov1, mean2=mean2, cov2=cov2)
-    if hasattr(mean1, "shape") and mean1.ndim != 1:
-        raise ValueError(f"mean1 must have shape (d,); got {tuple(mean1.shape)}")
-    mean1 = check_array("mean1", mean1, ndim=1, finite=False)
+    mean1 = check_array("mean1", mean1, ndim=1, finite=False, shape="(d,)")
     named = {"mean2": mean2, "cov1": cov1, "cov2": cov2}
     mean2, cov1, cov2 = (check_array(k, v, min_ndim=0, finite=False) for k, v in named.items())
     d = mean1.shape[0]

@@ -30,8 +30,6 @@ def symmetrise(x: np.ndarray, k: int = 8) -> np.ndarray:
     makes "within 1.3x of the floor" a reliable check.  A sampler that breaks the symmetry is
     invisible to it; check that separately.
     """
-    if hasattr(x, "shape") and hasattr(x, "ndim") and (x.ndim != 2 or x.shape[1] != 2):
-        raise ValueError(f"x must have shape (m, 2); got {tuple(x.shape)}")
     x = np.asarray(check_array("x", x, ndim=2, dim=2, shape="(m, 2)"), dtype=np.float64)
     return np.concatenate([x @ r.T for r in rotations(k)])
 
