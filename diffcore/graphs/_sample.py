@@ -71,8 +71,10 @@ def sample_graphs(
 
     Draws ``(X_1, A_1)`` from the prior of each component (symmetric noise for ``A``, zero at
     masked-out nodes), then integrates :class:`GraphReverseSDE` on the packed state with
-    ``method``: ``"pc"`` (reverse-diffusion predictor + Langevin corrector, Song et al. 2021,
-    alg. 1; Jo et al. 2022, app. B), ``"s4"`` (:class:`S4`, Jo et al. 2022, alg. 2),
+    ``method``: ``"pc"`` (:class:`~diffcore.PredictorCorrector`: at each grid time a Langevin
+    corrector move, then a reverse-diffusion predictor step to the next time, as in the released
+    code of Song et al. 2021 and of Jo et al. 2022; their alg. 1 writes the predictor first),
+    ``"s4"`` (:class:`S4`, Jo et al. 2022, alg. 2),
     ``"euler_maruyama"``, or a solver object.  ``snr`` sets the corrector's signal-to-noise
     ratio of ``pc``/``s4`` (``None``: the solver's default).
 

@@ -38,7 +38,7 @@ class _State:
 
 @dataclass(frozen=True, eq=False)
 class BDIA(AbstractSolver):
-    r"""BDIA-DDIM (Zhang, Lewis and Kleijn 2023, eq. 13 in the convention of the authors' code).
+    r"""BDIA-DDIM (Zhang, Lewis and Kleijn 2023), with ``gamma`` one minus the authors' parameter.
 
     With states ``x_{k-1}, x_k`` at grid times ``t_{k-1} > t_k`` (sampling runs down in ``t``),
     ``eps_k = -sigma_k s(x_k, t_k)`` and DDIM's increment from ``x_k``
@@ -63,6 +63,13 @@ class BDIA(AbstractSolver):
     ``order``.  For ``0 < gamma < 1`` the characteristic polynomial
     ``rho(z) = z^2 - gamma z - (1 - gamma)`` satisfies only the first-order condition: order 1;
     ``gamma = 1`` is DDIM.  ``order`` is declared for the default ``gamma = 0``.
+
+    Convention: the authors' released code (``BDIAddim.py`` of guoqiang-zhang-x/BDIA) and the
+    current README of their repository weight the backward DDIM increment by their parameter
+    ``gamma'``, ``x_{k+1} = gamma' x_{k-1} + (1 - gamma') x_k - gamma' Delta(t_k -> t_{k-1}) +
+    Delta(t_k -> t_{k+1})``, so there ``gamma' = 1`` is the time-symmetric scheme and
+    ``gamma' = 0`` is DDIM.  Here ``gamma = 1 - gamma'``: convert a value taken from their
+    experiments (their ``gamma' = 1`` is ``gamma = 0``).
 
     Conditioning: the inverse divides by ``1 - gamma`` each step (the sampler's parasitic root
     ``-(1 - gamma)`` becomes ``-1/(1 - gamma)``), so a round trip over ``N`` steps amplifies

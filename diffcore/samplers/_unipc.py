@@ -18,14 +18,19 @@ condition; then the ``K = 1`` predictor is DPM-Solver++(2M) exactly); for ``K >=
 past nodes (order ``p``); the corrector UniC-p adds the node ``r = 1`` of the new value
 ``m_t = x0(x~_t, t)`` (order ``p + 1``).
 
-``unipc_k`` has global order ``k``: UniP-(k-1) with UniC-(k-1) (the released code's
-"order k-1").  Each step makes **one** evaluation, at the predicted point: step ``i``
-evaluates ``m_{i} = x0(x~_{t_i}, t_i)``, uses it to correct ``x~_{t_i}`` into ``x^c_{t_i}``,
+``unipc_k`` is named by its global order ``k``: UniP-(k-1) with UniC-(k-1).  The paper's
+"UniPC-p", the ``order`` of the released code and diffusers' ``solver_order`` count the
+predictor's order ``p = k - 1`` instead: their UniPC of order 2 is ``unipc_3`` here (predictor
+DPM-Solver++(2M)), and ``unipc_2`` is their order 1 (predictor DDIM, in data prediction).
+
+Each step makes **one** evaluation, at the predicted point: step ``i`` evaluates
+``m_{i} = x0(x~_{t_i}, t_i)``, uses it to correct ``x~_{t_i}`` into ``x^c_{t_i}``,
 then predicts ``x~_{t_{i+1}}`` from ``x^c_{t_i}`` with the same ``m_i`` (so the corrector
 costs no evaluation).  The state passed between steps carries ``x^c`` of the previous node
 and the history; the returned ``x`` is the predicted point, and the final output is the last
 prediction, uncorrected (as in the paper: correcting it would take one more evaluation).
-Its local error is that of UniP-(k-1), ``O(h^k)``, so the global order stays ``k``.
+That last step has the local error of UniP-(k-1), ``O(h^k)``; a single such step leaves the
+global order ``k``.
 Warm-up: the first steps use the nodes available.
 """
 
