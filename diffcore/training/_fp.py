@@ -94,10 +94,15 @@ def dsm_fp_loss(
 
     with :func:`dsm_loss` (Song et al. 2021, eq. 7) and :func:`fp_penalty` (Deveney et al.
     2023, sec. 5).  The penalty draws its own times and noise from the same generator, after
-    the DSM draws, so ``fp_weight = 0`` gives the DSM value of the same seed (but not the same
-    generator state afterwards).  ``fp_t_min`` keeps the penalty away from ``t = 0``, where the
-    residual of a score ``~ 1/sigma`` grows like ``1/(sigma t)`` and would dominate the sum.
-    Use it with :func:`fit` through ``functools.partial(dsm_fp_loss, process=..., fp_weight=...)``.
+    the DSM draws, and it draws them for every ``fp_weight``, ``0`` included (they cost one
+    batch of uniforms and normals; the residual itself is skipped at ``fp_weight = 0``).  So
+    ``fp_weight = 0`` gives the DSM value of the same seed *and* leaves the generator in the
+    same state as a positive weight: two :func:`fit` runs that differ only in ``fp_weight``
+    see the same batches and the same DSM noise at every step.  ``fp_t_min`` keeps the penalty
+    away from ``t = 0``, where the residual of a score ``~ 1/sigma`` grows like
+    ``1/(sigma t)`` and would dominate the sum.  Use it with :func:`fit` through
+    ``functools.partial(dsm_fp_loss, process=..., fp_weight=...)``.  Chapter "Fokker–Planck and
+    the ODE–SDE gap" of the book derives the penalty (its equation ``fp-loss``).
     """
     fp_weight = check_nonnegative("fp_weight", fp_weight)
     fp_t_min, t_max_fp = check_time_range(fp_t_min, t_max, open_ends=True)
@@ -106,9 +111,11 @@ def dsm_fp_loss(
     x0 = as_tensor("x0", x0)
     gen = generator(rng, x0.device)
     loss = dsm_loss(model, x0, process, gen, t_min=t_min, t_max=t_max)
-    if fp_weight == 0:
-        return loss
+    # draw the penalty's randoms even when it is switched off, so that the generator's state (and
+    # with it every later batch of fit) does not depend on fp_weight
     t = uniform_times(x0.shape[0], fp_t_min, t_max_fp, gen, x0)
     eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
+    if fp_weight == 0:
+        return loss
     a, s = process.alpha(t).to(x0.dtype)[:, None], process.sigma(t).to(x0.dtype)[:, None]
     return loss + fp_weight * fp_penalty(process, model, a * x0 + s * eps, t.to(x0.dtype), weighting=weighting)
