@@ -22,6 +22,7 @@ The input rules, written once here and applied at every public entry point:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "check_nonnegative",
     "check_points",
     "check_positive",
+    "check_progress",
     "check_real",
     "check_same_namespace",
     "check_scalar_time",
@@ -51,6 +53,7 @@ __all__ = [
     "check_time_for",
     "check_unshifted",
     "describe",
+    "progress_bar",
 ]
 
 
@@ -381,3 +384,76 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.fn!r}, {self.name!r})"
+
+
+# -- progress bars ---------------------------------------------------------------------------------
+#: seconds between redraws of a bar forced on (``progress=True``) while stderr is not a terminal:
+#: a log file gets a line every half minute rather than one per step
+LOG_REFRESH_SECONDS = 30.0
+
+
+class _NoBar:
+    """What :func:`progress_bar` returns when no bar is shown: every method does nothing."""
+
+    def update(self, n: float = 1) -> None:
+        """Nothing."""
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing."""
+
+    def close(self) -> None:
+        """Nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _stderr_is_terminal() -> bool:
+    stream = sys.stderr
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def check_progress(progress: Any) -> Any:
+    """``None``, ``True`` or ``False``: the ``progress`` keyword (see :func:`progress_bar`)."""
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be None (a bar when stderr is a terminal), True or False; got {progress!r}")
+    return progress
+
+
+def progress_bar(progress: Any, total: float, *, desc: str, unit: str = "step") -> Any:
+    """A tqdm progress bar over ``total`` units, or a bar that does nothing; use it as a context manager.
+
+    ``progress`` is the keyword of every long-running entry point (``sample``, ``integrate``,
+    ``log_likelihood``, ``ito_log_density``, ``fit``):
+
+    * ``None`` (the default): a bar only when ``sys.stderr`` is a terminal, i.e. someone
+      watches; scripts whose output goes to a file or a CI log, and notebook kernels (whose
+      stderr is not a terminal, and whose output a built book would keep), get none.  When
+      tqdm is not installed there is silently no bar.
+    * ``True``: always a bar (``ImportError`` naming the install command when tqdm is missing).
+      When stderr is not a terminal it is redrawn at most every :data:`LOG_REFRESH_SECONDS`
+      seconds, so a log gets a line per half minute, not one per step.
+    * ``False``: never a bar.
+
+    Anything else raises ``TypeError``.  The returned object has ``update(n)``,
+    ``set_postfix(**values)`` and ``close()``.
+    """
+    check_progress(progress)
+    terminal = _stderr_is_terminal()
+    if not (terminal if progress is None else bool(progress)):
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError as err:
+        if progress is None:
+            return _NoBar()
+        raise ImportError(
+            "progress=True needs tqdm; install it with `pip install tqdm` (it comes with `pip install diffcore[torch]`)"
+        ) from err
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=0.1 if terminal else LOG_REFRESH_SECONDS)

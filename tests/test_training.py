@@ -499,7 +499,10 @@ def test_fit_progress_bar_can_be_turned_off(capsys):
     _small_fit(0, steps=3)
     assert capsys.readouterr().err == ""
     model = MLPField(2, width=8, depth=1, rng=0)
-    fit(model, functools.partial(denoising_loss, process=dc.VPSDE()), DATA, steps=3, batch_size=8, rng=0)
+    loss = functools.partial(denoising_loss, process=dc.VPSDE())
+    fit(model, loss, DATA, steps=3, batch_size=8, rng=0)  # default: a bar only when stderr is a terminal
+    assert capsys.readouterr().err == ""
+    fit(model, loss, DATA, steps=3, batch_size=8, rng=0, progress=True)
     assert "fit" in capsys.readouterr().err  # tqdm writes its bar to stderr
 
 

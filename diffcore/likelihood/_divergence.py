@@ -32,13 +32,18 @@ from typing import Any
 from array_api_compat import is_torch_array
 
 from diffcore._array import namespace
-from diffcore._validation import Model, check_array, check_positive, check_scalar_time
+from diffcore._validation import Model, check_array, check_positive, check_scalar_time, check_steps
 from diffcore.distributions import ExactField
 from diffcore.distributions._components import component_terms, softmax
 
-__all__ = ["divergence", "divergence_kind", "evaluate", "field_divergence", "field_quadratic"]
+__all__ = ["check_batch_size", "divergence", "divergence_kind", "evaluate", "field_divergence", "field_quadratic"]
 
 Array = Any
+
+
+def check_batch_size(batch_size: Any) -> int | None:
+    """``None`` (all points in one call) or an integer ``>= 1``: the most points per call of a model."""
+    return None if batch_size is None else check_steps(batch_size, "batch_size")
 
 
 def divergence_kind(score: Any, x: Array) -> str:
@@ -131,8 +136,28 @@ def _finite_difference(score: Any, x: Array, t: float, eps: Array | None, h: flo
     return out[0], quad, 1 + 2 * m
 
 
-def evaluate(score: Any, kind: str, x: Array, t: float, eps: Array | None, h: float) -> tuple[Array, Array, int]:
-    """``(s, div, cost)``: ``div`` is ``(n, 1)`` (exact) or ``(n, P)`` (quadratic forms of the probes ``eps``)."""
+def evaluate(
+    score: Any, kind: str, x: Array, t: float, eps: Array | None, h: float, batch_size: int | None = None
+) -> tuple[Array, Array, int]:
+    """``(s, div, cost)``: ``div`` is ``(n, 1)`` (exact) or ``(n, P)`` (quadratic forms of the probes ``eps``).
+
+    With ``batch_size`` the points go to the score in consecutive chunks of at most that many
+    (the probes sliced with them), so memory is bounded by one chunk's evaluation (and autograd
+    graph); the numbers are those of one call, since points do not interact.  ``cost`` stays in
+    batches of ``n`` points.
+    """
+    n = x.shape[0]
+    if batch_size is None or n <= batch_size:
+        return _evaluate(score, kind, x, t, eps, h)
+    xp = namespace(x)
+    parts = [
+        _evaluate(score, kind, x[i : i + batch_size], t, None if eps is None else eps[:, i : i + batch_size], h)
+        for i in range(0, n, batch_size)
+    ]
+    return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts], axis=0), parts[0][2]
+
+
+def _evaluate(score: Any, kind: str, x: Array, t: float, eps: Array | None, h: float) -> tuple[Array, Array, int]:
     if kind == "closed_form":
         if eps is None:
             s, div = field_divergence(score, x, t)
@@ -145,14 +170,16 @@ def evaluate(score: Any, kind: str, x: Array, t: float, eps: Array | None, h: fl
     return _finite_difference(score, x, t, eps, h)
 
 
-def divergence(score: Any, x: Array, t: float, *, fd_step: float = 1e-4) -> Array:
+def divergence(score: Any, x: Array, t: float, *, fd_step: float = 1e-4, batch_size: int | None = None) -> Array:
     r"""The exact divergence ``div_x s(x, t) = tr(ds/dx)`` of a field ``(n, d) -> (n, d)``; shape ``(n,)``.
 
     In closed form for :class:`~diffcore.ExactField` scores of Gaussian mixtures
     (``sum_k r_k (-tr V_k^{-1} + |s_k|^2) - |s|^2``, see the module notes), by ``d`` backward
     passes of torch autograd for torch tensors, and by central differences with step
     ``fd_step`` (``2d`` shifted batches in one call; error ``O(fd_step^2)``) for other NumPy
-    callables.  ``t`` is a float.  Chapter "Likelihoods and densities" derives the closed form.
+    callables.  ``t`` is a float.  ``batch_size``: at most this many points per call of the score
+    (bounds the memory of the ``d`` backward passes or ``2d`` shifted copies; same result).
+    Chapter "Likelihoods and densities" derives the closed form.
 
     Example
     -------
@@ -167,6 +194,7 @@ def divergence(score: Any, x: Array, t: float, *, fd_step: float = 1e-4) -> Arra
     x = check_array("x", x, ndim=2, finite=False)
     t = check_scalar_time(t)
     check_positive("fd_step", fd_step)
+    batch_size = check_batch_size(batch_size)
     kind = divergence_kind(score, x)
-    _, div, _ = evaluate(score if kind == "closed_form" else model, kind, x, t, None, fd_step)
+    _, div, _ = evaluate(score if kind == "closed_form" else model, kind, x, t, None, fd_step, batch_size)
     return namespace(x).reshape(div, (x.shape[0],))

@@ -49,7 +49,16 @@ import numpy as np
 
 from diffcore._array import as_array, flatten_batch, namespace, normal, resolve_rng
 from diffcore._parametrization import PREDICTIONS, reparametrize
-from diffcore._validation import Model, check_array, check_choice, check_finite, check_unshifted
+from diffcore._validation import (
+    Model,
+    check_array,
+    check_choice,
+    check_finite,
+    check_progress,
+    check_unshifted,
+    progress_bar,
+)
+from diffcore.likelihood._divergence import check_batch_size
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import EulerMaruyama, Solution, time_grid
 
@@ -112,12 +121,16 @@ def run(
     *,
     prior_control: bool,
     save_path: bool,
+    batch_size: int | None = None,
+    progress: bool | None = False,
+    desc: str = "ito",
 ) -> Path:
     r"""Euler–Maruyama on ``dy = (-f y + g^2 sum_i kappa_i s_i) dtau + g dW`` with the Itô sums of every ``log p^i``.
 
     ``log_init`` is ``(n, M)``; ``mix`` gives the weights ``kappa`` at each step (``M = 1``:
     ``kappa = 1``, the reverse SDE itself).  The noise is drawn exactly as :func:`~diffcore.integrate`
     draws it for ``euler_maruyama``, so with one model the states equal that sampler's.
+    ``batch_size`` splits only the score evaluations (:func:`chunked`): same noise, same numbers.
     """
     xp = namespace(x_init)
     rng = resolve_rng(rng)
@@ -138,34 +151,55 @@ def run(
     path = [y] * (start + 1) if save_path else None
     log_path = [ell] * (start + 1) if save_path else None
     inv_var = 1.0 / process.prior_std**2
-    for i in range(start, n_steps):
-        t0, t1 = float(ts[i]), float(ts[i + 1])
-        h = t0 - t1
-        f, g2 = _coefficients(process, t0)
-        if not (math.isfinite(f) and math.isfinite(g2)):
-            raise ValueError(f"the drift or diffusion is not finite at t = {t0} (f = {f}, g^2 = {g2})")
-        s = [score(y, t0) for score in scores]  # Model: each output checked against y
-        nfe += len(scores)
-        s_flat = xp.stack([_flat(v) for v in s], axis=1)  # (n, M, D)
-        y_flat = _flat(y)
-        z = normal(rng, (1, *shape), y)[0]
-        dy0 = -h * f * y_flat + math.sqrt(g2 * h) * _flat(z)
-        kappa = mix(ell, s_flat, y_flat, dy0, f, g2, h)  # (n, M)
-        dy = dy0 + (h * g2) * xp.sum(kappa[:, :, None] * s_flat, axis=1)
-        proj_y = xp.sum(s_flat * y_flat[:, None, :], axis=2)  # (n, M)
-        inc = h * (dim * f + f * proj_y - 0.5 * g2 * xp.sum(s_flat**2, axis=2))
-        inc = inc + xp.sum(s_flat * dy[:, None, :], axis=2)
-        y_new = xp.reshape(y_flat + dy, shape)
-        if prior_control:  # + exact change of log pi - its Itô sum (a control variate, same for every model)
-            exact = process.prior_log_prob(y_new) - process.prior_log_prob(y)
-            ito = -inv_var * xp.sum(y_flat * dy, axis=1) - 0.5 * g2 * h * dim * inv_var
-            inc = inc + (exact - ito)[:, None]
-        y, ell = y_new, ell + inc
-        _check_finite_state(y, ell, i, n_steps, t0, t1)
-        if save_path:
-            path.append(y)
-            log_path.append(ell)
+    scores = [chunked(score, batch_size) for score in scores]
+    with progress_bar(progress, n_steps - start, desc=desc) as bar:
+        for i in range(start, n_steps):
+            t0, t1 = float(ts[i]), float(ts[i + 1])
+            h = t0 - t1
+            f, g2 = _coefficients(process, t0)
+            if not (math.isfinite(f) and math.isfinite(g2)):
+                raise ValueError(f"the drift or diffusion is not finite at t = {t0} (f = {f}, g^2 = {g2})")
+            s = [score(y, t0) for score in scores]  # Model: each output checked against y
+            nfe += len(scores)
+            s_flat = xp.stack([_flat(v) for v in s], axis=1)  # (n, M, D)
+            y_flat = _flat(y)
+            z = normal(rng, (1, *shape), y)[0]
+            dy0 = -h * f * y_flat + math.sqrt(g2 * h) * _flat(z)
+            kappa = mix(ell, s_flat, y_flat, dy0, f, g2, h)  # (n, M)
+            dy = dy0 + (h * g2) * xp.sum(kappa[:, :, None] * s_flat, axis=1)
+            proj_y = xp.sum(s_flat * y_flat[:, None, :], axis=2)  # (n, M)
+            inc = h * (dim * f + f * proj_y - 0.5 * g2 * xp.sum(s_flat**2, axis=2))
+            inc = inc + xp.sum(s_flat * dy[:, None, :], axis=2)
+            y_new = xp.reshape(y_flat + dy, shape)
+            if prior_control:  # + exact change of log pi - its Itô sum (a control variate, same for every model)
+                exact = process.prior_log_prob(y_new) - process.prior_log_prob(y)
+                ito = -inv_var * xp.sum(y_flat * dy, axis=1) - 0.5 * g2 * h * dim * inv_var
+                inc = inc + (exact - ito)[:, None]
+            y, ell = y_new, ell + inc
+            _check_finite_state(y, ell, i, n_steps, t0, t1)
+            if save_path:
+                path.append(y)
+                log_path.append(ell)
+            bar.update(1)
     return Path(y, ell, xp.stack(path) if save_path else None, xp.stack(log_path) if save_path else None, nfe)
+
+
+def chunked(model: Callable[[Array, float], Array], batch_size: int | None) -> Callable[[Array, float], Array]:
+    """``model`` called on consecutive chunks of at most ``batch_size`` points (concatenated); itself for ``None``.
+
+    Points must not interact (row ``i`` of the output depends on row ``i`` of the input only),
+    so the result is that of one call, with the memory of one chunk.
+    """
+    if batch_size is None:
+        return model
+
+    def call(x: Array, t: float) -> Array:
+        if x.shape[0] <= batch_size:
+            return model(x, t)
+        parts = [model(x[i : i + batch_size], t) for i in range(0, x.shape[0], batch_size)]
+        return namespace(x).concat(parts, axis=0)
+
+    return call
 
 
 def _check_finite_state(y: Array, ell: Array, i: int, n_steps: int, t0: float, t1: float) -> None:
@@ -214,6 +248,8 @@ def ito_log_density(
     grid: str = "uniform",
     prior_control: bool = True,
     save_path: bool = False,
+    batch_size: int | None = None,
+    progress: bool | None = None,
 ) -> Solution:
     r"""Sample the reverse SDE by Euler–Maruyama and estimate ``log p_{t_min}`` at the samples (Itô).
 
@@ -246,6 +282,11 @@ def ito_log_density(
         makes the estimator converge near a prior end with ``alpha(1) = 0``).
     save_path : keep states ``(steps + 1, n, ...)`` in ``path`` and estimates ``(steps + 1, n)``
         in ``log_density_path``.
+    batch_size : ``None`` (all points in one call of the score) or the most points per call;
+        only the evaluations are split (the noise is drawn for the whole batch), so the result
+        equals the unbatched one to rounding.
+    progress : a tqdm bar over the steps: ``None`` (default) only when stderr is a terminal,
+        ``True`` always (needs tqdm), ``False`` never; see :func:`~diffcore.integrate`.
 
     Returns
     -------
@@ -272,9 +313,11 @@ def ito_log_density(
     ts = grid_for(process, steps, t_min, t_max, grid)
     model = as_score(process, score, prediction, "score")
     log_init = start_values(process, x_init, log_prob_init, "log_prob_init")
+    batch_size = check_batch_size(batch_size)
+    check_progress(progress)
     out = run(
         process, [model], x_init, ts, rng, log_init[:, None], _single,
-        prior_control=prior_control, save_path=save_path,
+        prior_control=prior_control, save_path=save_path, batch_size=batch_size, progress=progress,
     )  # fmt: skip
     return Solution(
         x=out.x,

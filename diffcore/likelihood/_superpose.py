@@ -54,8 +54,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from diffcore._array import as_array, device_of, namespace
-from diffcore._validation import check_array, check_choice, check_nonnegative, check_positive, check_same_namespace
+from diffcore._validation import (
+    check_array,
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_progress,
+    check_same_namespace,
+)
 from diffcore.distributions._components import logsumexp, softmax
+from diffcore.likelihood._divergence import check_batch_size
 from diffcore.likelihood._ito import as_score, check_x_init, grid_for, run, start_values
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import EulerMaruyama, Solution
@@ -211,6 +219,8 @@ def superpose(
     grid: str = "uniform",
     prior_control: bool = True,
     save_path: bool = False,
+    batch_size: int | None = None,
+    progress: bool | None = None,
 ) -> Solution:
     r"""Sample a superposition of ``M`` diffusion models (OR, AND or averaging) with Itô log densities.
 
@@ -241,7 +251,8 @@ def superpose(
         predict (one name, or one per model), converted to scores by :func:`diffcore.reparametrize`.
     x_init : ``(n, ...)`` prior draws at ``t_max``.
     mode : ``"or"``, ``"and"`` or ``"average"``.
-    steps, t_min, t_max, grid, rng, prior_control, save_path : as for :func:`ito_log_density`.
+    steps, t_min, t_max, grid, rng, prior_control, save_path, batch_size, progress : as for
+        :func:`ito_log_density`.
     weights : OR mixture weights ``(M,)`` (default uniform); temperature : OR temperature ``T``.
     log_prob_init : ``None`` (the prior's log density for every model) or one start value per model
         (an ``(n,)`` array or a callable of ``x_init``).
@@ -285,7 +296,12 @@ def superpose(
     xp = namespace(x_init)
     ell0 = xp.stack([start_values(process, x_init, v, f"log_prob_init[{i}]") for i, v in enumerate(log_prob_init)], 1)
     mix = {"or": _or_mixer(w, temperature), "and": _and_mixer, "average": _average_mixer}[mode]
-    out = run(process, models, x_init, ts, rng, ell0, mix, prior_control=prior_control, save_path=save_path)
+    batch_size = check_batch_size(batch_size)
+    check_progress(progress)
+    out = run(
+        process, models, x_init, ts, rng, ell0, mix, prior_control=prior_control, save_path=save_path,
+        batch_size=batch_size, progress=progress, desc=f"superpose ({mode})",
+    )  # fmt: skip
 
     def combine(ell: Array) -> Array:
         if mode == "or":

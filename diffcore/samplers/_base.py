@@ -144,29 +144,92 @@ SCALAR_ODE = Requirements(dynamics=AbstractReverseDynamics, process=AbstractProc
 
 
 class AbstractSolver(abc.ABC):
-    """One step of a time discretisation of :class:`~diffcore.dynamics.AbstractDynamics`.
+    r"""One step of a time discretisation of :class:`~diffcore.dynamics.AbstractDynamics`: the contract for a solver.
 
-    To add a solver, subclass this, set the class data below and write :meth:`step`; the
-    driver :func:`~diffcore.integrate` owns the loop, the noise, the NFE count, the check of
-    the declared :attr:`requires` and the check of the model's outputs, and the test-suite
-    reads ``order`` as the oracle for a measured convergence slope and ``requires`` to decide
-    on which problems the solver runs.
+    To add a solver, subclass this, set the class data below and write :meth:`step`.  The driver
+    :func:`~diffcore.integrate` owns everything else: the loop over the grid, the noise (drawn
+    from its ``rng``), the NFE count, the one check of :attr:`requires` before the first step,
+    the check of every model output, and the check that each step's state is finite.  The
+    test-suite reads ``order`` as the oracle for a measured convergence slope and ``requires``
+    to decide on which problems the solver runs; :mod:`diffcore.testing` reads
+    ``affine_step`` and ``noise_draws``.
 
     Class data
     ----------
-    name : the string accepted by :func:`~diffcore.sample`.
-    order : the global order: of the error of ``x`` at the end (pathwise) for ODE solvers,
-        of the error in law (weak order) for stochastic ones.
-    requires : :class:`Requirements`, what the step needs of the dynamics.
-    grid : the time grid the method is designed for and measured on (``"uniform"``,
-        ``"log_snr"`` for the exponential integrators, ``"edm"``); see :func:`~diffcore.time_grid`.
-    stochastic : derived from ``requires.noise``: whether the solver draws noise (and
-        :func:`~diffcore.sample` gives it the reverse SDE rather than the probability-flow ODE).
-    affine_step : whether a step is affine in ``(state, noise)`` when the model is affine in the
-        state (Gaussian data), so that :func:`~diffcore.testing.propagate_gaussian_law` gives
-        its output law exactly; a property of the instance where it depends on the options
-        (``pc`` and S4 are affine only without their Langevin corrector).  Read it from an
+    Set on the subclass; where a value depends on constructor options, override it with a
+    property, as ``pc`` does for ``affine_step``, ``noise_draws`` and ``nfe_per_step``.
+
+    name : ``str``, required.  The string accepted by :func:`~diffcore.sample` and
+        :func:`~diffcore.get_solver` (a solver object works without registering the name).
+    order : ``int``, required.  The declared global order ``p``: the error at the end of the
+        grid falls as ``h^p``.  Pathwise (strong) error of ``x`` for ODE solvers, error in law
+        (weak order) for stochastic ones.
+    requires : :class:`Requirements`, default ``Requirements()`` (any dynamics, drift and
+        diffusion only, no noise: a Runge–Kutta method).  What :meth:`step` may use of the
+        dynamics: ``dynamics.drift(x, t)`` and ``dynamics.diffusion(t)`` always;
+        ``dynamics.process`` (``alpha``, ``sigma``, ``log_snr``, ``transition``, ...) and
+        ``dynamics.score(x, t)`` only with ``dynamics=AbstractReverseDynamics``.  Its ``noise``
+        field decides ``stochastic``.
+    grid : ``str``, default ``"uniform"``.  The time grid the method is designed for and
+        measured on (``"uniform"``, ``"log_snr"`` for the exponential integrators, ``"edm"``);
+        see :func:`~diffcore.time_grid`.  A declaration only: :func:`~diffcore.sample` uses the
+        grid the caller asks for.
+    stochastic : ``bool``, derived (do not set it): ``requires.noise != "none"``.  Whether the
+        solver draws noise, and whether :func:`~diffcore.sample` gives it the reverse SDE
+        (``True``) or the probability-flow ODE (``False``).
+    affine_step : ``bool``, default ``True``.  Whether a step is affine in ``(x, noise)`` when
+        the model is affine in ``x`` (Gaussian data), so that
+        :func:`~diffcore.testing.propagate_gaussian_law` gives its output law exactly.  Set it
+        to ``False`` when the step couples the points of the batch (a step size from a norm
+        over the batch: ``adaptive``, the Langevin corrector of ``pc``).  Read it from an
         instance (``get_solver(name).affine_step``).
+    noise_draws : ``int`` property, default ``1`` if ``stochastic`` else ``0``.  How many
+        standard-normal arrays shaped like ``x`` one step consumes; the driver draws
+        ``noise`` of shape ``(noise_draws, *x.shape)`` before every step (``None`` when 0), in
+        step order from one ``rng``, so the same seed gives the same path.
+    nfe_per_step : ``int`` property, default ``1``.  The model evaluations of one step, as
+        declared (Heun 2, RK4 4); used to compare methods at equal cost.  The driver counts the
+        true number in ``Solution.nfe`` independently.
+
+    check_dynamics : inherited, not to be overridden: ``check_dynamics(dynamics)`` raises unless
+        ``dynamics`` meets ``requires`` (what the driver does once before the first step).
+
+    The step
+    --------
+    ``step(dynamics, x, t0, t1, noise, state) -> (x_next, state_next)``: advance ``x`` (shape
+    ``(n, ...)``, any array type) from ``t0`` to ``t1`` (floats; ``t1 < t0`` when sampling,
+    ``t1 > t0`` when an ODE runs forwards).  It must be a deterministic function of its
+    arguments: no global random state (randomness only from ``noise``), no host
+    synchronisation (no ``float(array)``, ``.item()`` or Python ``if`` on array values) if it is
+    to run on a GPU without stalls, and points must not interact unless ``affine_step`` is
+    ``False``.  ``state`` is the solver's own memory between steps: ``None`` before the first
+    step, then whatever the previous step returned (a multistep method's history of model
+    outputs, an adaptive method's accepted step size and counts as
+    :class:`~diffcore.samplers._statistics.StepStatistics`); return it unchanged (``None``) if
+    the method needs none.  Do not count NFE, check shapes or check finiteness: the driver
+    does.  A stochastic step scales ``noise[k]`` itself (e.g. by ``g(t0) sqrt(|t1 - t0|)``).
+
+    Example
+    -------
+    A complete solver, the explicit midpoint rule (order 2, two evaluations per step):
+
+    >>> from typing import ClassVar
+    >>> import numpy as np
+    >>> from diffcore import VPSDE, Gaussian, exact_score, sample
+    >>> class Midpoint(AbstractSolver):
+    ...     name: ClassVar[str] = "midpoint"
+    ...     order: ClassVar[int] = 2
+    ...     @property
+    ...     def nfe_per_step(self) -> int:
+    ...         return 2
+    ...     def step(self, dynamics, x, t0, t1, noise, state):
+    ...         h = t1 - t0
+    ...         half = x + (0.5 * h) * dynamics.drift(x, t0)
+    ...         return x + h * dynamics.drift(half, t0 + 0.5 * h), state
+    >>> p, data = VPSDE(), Gaussian(np.zeros(2), np.eye(2))
+    >>> sol = sample(p, exact_score(p, data), p.prior_sample((4, 2), rng=0), method=Midpoint(), steps=10)
+    >>> sol.nfe
+    20
     """
 
     name: ClassVar[str]

@@ -10,7 +10,7 @@ import numpy as np
 from array_api_compat import is_numpy_array
 
 from diffcore._array import namespace, normal, resolve_rng
-from diffcore._validation import Counter, check_array, check_choice, check_grid
+from diffcore._validation import Counter, check_array, check_choice, check_grid, check_progress, progress_bar
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
 from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
@@ -102,6 +102,7 @@ def integrate(
     rng: Any = None,
     *,
     save_path: bool = False,
+    progress: bool | None = None,
 ) -> Solution:
     """Integrate ``dynamics`` over the grid ``ts`` with ``solver``.
 
@@ -116,6 +117,10 @@ def integrate(
     rng : ``None``, an int seed, a ``numpy.random.Generator`` or a ``torch.Generator``; the
         noise of stochastic solvers is drawn from it in step order.
     save_path : keep the state at every grid time in ``Solution.path``.
+    progress : a tqdm bar over the grid steps: ``None`` (default) shows one only when stderr is a
+        terminal, ``True`` always (needs tqdm; redrawn every 30 s at most when stderr is a log),
+        ``False`` never (see :func:`~diffcore._validation.progress_bar`).  An adaptive solver
+        advances it once per grid interval, not per internal step.
 
     Raises
     ------
@@ -156,6 +161,7 @@ def integrate(
     xp = namespace(x_init)
     draws = solver.noise_draws
     rng = resolve_rng(rng)  # validated even when the solver draws no noise
+    check_progress(progress)
     if x_init.shape[0] == 0:
         path = xp.stack([x_init] * len(grid)) if save_path else None
         return Solution(x_init, np.asarray(grid), 0, solver, path=path, accepted_steps=0, rejected_steps=0)
@@ -166,16 +172,18 @@ def integrate(
     n_steps = len(grid) - 1
     on_host = is_numpy_array(x_init)
     finite = []  # per-step finiteness flags, kept on the device (non-NumPy arrays only)
-    for i in range(n_steps):
-        t0, t1 = grid[i], grid[i + 1]
-        noise = normal(rng, (draws, *x.shape), x) if draws else None
-        x, state = solver.step(dynamics, x, t0, t1, noise, state)
-        if on_host:
-            _check_step(xp, x, solver, i, grid)
-        else:
-            finite.append(_finite_flag(xp, x))
-        if save_path:
-            path.append(x)
+    with progress_bar(progress, n_steps, desc=solver.name) as bar:
+        for i in range(n_steps):
+            t0, t1 = grid[i], grid[i + 1]
+            noise = normal(rng, (draws, *x.shape), x) if draws else None
+            x, state = solver.step(dynamics, x, t0, t1, noise, state)
+            if on_host:
+                _check_step(xp, x, solver, i, grid)
+            else:
+                finite.append(_finite_flag(xp, x))
+            if save_path:
+                path.append(x)
+            bar.update(1)
     if finite:
         _check_steps(xp, finite, solver, grid)
     # solvers with internal steps (adaptive ones) count them in their state
@@ -203,6 +211,7 @@ def sample(
     grid: str = "uniform",
     t_max: float = 1.0,
     save_path: bool = False,
+    progress: bool | None = None,
     **options: Any,
 ) -> Solution:
     """Sample by integrating from ``t_max = 1`` down to ``t_min`` with the exact or learned ``score``.
@@ -215,7 +224,8 @@ def sample(
     for ``"edm"``.  ``options`` go to the solver named by ``method``, e.g.
     ``method="adaptive", rtol=1e-6, atol=1e-6`` or ``method="bdia", gamma=0.5``.  For another
     member of the reverse-SDE family build ``ReverseSDE(process, score, noise_scale=...)`` and call
-    :func:`integrate`.
+    :func:`integrate`.  ``progress``: a tqdm bar over the steps, shown by default only when
+    stderr is a terminal (``True`` forces it, ``False`` never; see :func:`integrate`).
 
     Example
     -------
@@ -232,4 +242,4 @@ def sample(
     check_choice("grid", grid, GRIDS)
     dynamics = ReverseSDE(process, score) if solver.stochastic else ProbabilityFlowODE(process, score)
     ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
-    return integrate(dynamics, x_init, ts, solver, rng, save_path=save_path)
+    return integrate(dynamics, x_init, ts, solver, rng, save_path=save_path, progress=progress)

@@ -1,7 +1,10 @@
-"""``fit``: minimise a loss over minibatches with Adam, with a fixed seed and a loss history."""
+"""``fit``: minimise a loss over minibatches with Adam, with a fixed seed, a loss history, an optional
+exponential moving average of the weights, a validation hook and a callback that may stop early."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -11,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffcore._validation import check_choice, check_positive, check_steps
+from diffcore._validation import check_choice, check_positive, check_progress, check_steps, progress_bar
 from diffcore.distributions import Gaussian, GaussianMixture
 from diffcore.training._torch import as_tensor, check_finite_tensor, generator
 
@@ -27,14 +30,24 @@ class FitResult:
     Attributes
     ----------
     model : the trained model (the same object that was passed in, trained in place).
-    losses : the minibatch loss at every step, NumPy float64 of shape ``(steps,)``.
-    seconds : wall-clock time of the optimisation loop.
-    steps : the number of optimisation steps (a property).
+    losses : the minibatch loss at every step taken, NumPy float64 of shape ``(steps,)``.
+    seconds : wall-clock time of the optimisation loop (validation included).
+    ema_model : with ``ema=beta``, a separate copy of the model holding the exponential moving
+        average of the weights after the last step (use it for sampling and evaluation);
+        ``None`` without ``ema``.
+    validation_steps : the steps after which ``validate`` ran, int64 ``(m,)`` (empty without it).
+    validation : what ``validate`` returned there, float64 ``(m,)``.
+    stopped_early : whether the callback stopped training before ``steps``.
+    steps : the number of optimisation steps taken (a property).
     """
 
     model: Any
     losses: np.ndarray
     seconds: float
+    ema_model: Any = None
+    validation_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    validation: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    stopped_early: bool = False
 
     @property
     def steps(self) -> int:
@@ -52,7 +65,11 @@ def fit(
     lr: float = 1e-3,
     schedule: str = "constant",
     rng: Any = None,
-    progress: bool = True,
+    progress: bool | None = None,
+    ema: float | None = None,
+    callback: Callable[[int, float, torch.nn.Module], bool | None] | None = None,
+    validate: Callable[[torch.nn.Module], Any] | None = None,
+    validate_every: int | None = None,
 ) -> FitResult:
     r"""Train ``model`` by Adam (Kingma and Ba 2015) on minibatches: ``theta <- theta - lr * Adam(grad L_batch)``.
 
@@ -81,9 +98,35 @@ def fit(
     steps, batch_size : number of Adam steps and points per batch (integers >= 1).
     lr : learning rate (> 0).
     rng : ``None``, an int seed, a ``numpy.random.Generator`` or a ``torch.Generator``.
-    progress : show a tqdm progress bar with the running loss.
+    progress : a tqdm bar with the running loss: ``None`` (default) only when stderr is a
+        terminal, ``True`` always (needs tqdm; redrawn every 30 s at most when stderr is a log
+        file, so logs are not flooded), ``False`` never.
+    ema : ``None`` or the decay ``beta`` in ``(0, 1)`` of an exponential moving average of the
+        weights (Polyak and Juditsky 1992; the EMA of DDPM, Ho et al. 2020, app. B, uses
+        ``beta = 0.9999``): a copy ``bar_theta_0 = theta_0`` of the initial model, and after the
+        optimiser step ``k``
 
-    Returns a :class:`FitResult` with the model and the loss history.
+        .. math:: \bar\theta_k = \beta\, \bar\theta_{k-1} + (1 - \beta)\, \theta_k ,
+
+        for every floating-point parameter (buffers, e.g. batch-norm statistics, are copied
+        from the model).  No bias correction or warm-up: with ``K`` steps the initial weights
+        keep the weight ``beta^K``, so choose ``beta`` with ``1 / (1 - beta)`` well below
+        ``steps``.  The average is returned as ``FitResult.ema_model``; ``model`` keeps the
+        raw weights.
+    callback : ``callback(step, loss, model)`` after every step (``step`` from 1, ``loss`` the
+        step's minibatch loss as a float, ``model`` the trained model, not the EMA copy).
+        Return ``True`` to stop training after this step (``FitResult.stopped_early``); ``None``
+        or ``False`` to go on; anything else raises ``TypeError``.
+    validate : ``validate(model) -> number`` (a float or a 0-d tensor), run every
+        ``validate_every`` steps and after the last step, on the EMA model when ``ema`` is
+        set (the weights one would deploy), else on the model; results in
+        ``FitResult.validation``.  It runs as written: wrap it in ``torch.no_grad()`` yourself
+        if it needs no gradients; the model is not switched between train and eval mode.
+    validate_every : steps between validations (integer ``>= 1``); default ``steps // 10``
+        (at least 1).  Only with ``validate``.
+
+    Returns a :class:`FitResult` with the model, the loss history, the EMA model and the
+    validation history.
 
     Raises
     ------
@@ -92,7 +135,8 @@ def fit(
         non-integer ``steps`` / ``batch_size``.
     ValueError
         for non-finite training data (also in a sampled batch; the message names the row), bad
-        ``steps``, ``batch_size``, ``lr`` or ``schedule``, and a ``batch_size`` larger than the data.
+        ``steps``, ``batch_size``, ``lr``, ``schedule``, ``ema`` or ``validate_every``, and a
+        ``batch_size`` larger than the data.
     FloatingPointError
         when the loss becomes NaN or infinite; the message gives the step, and the model keeps
         the parameters of the step before.
@@ -109,6 +153,14 @@ def fit(
     ...              rng=0, progress=False)
     >>> result.losses.shape, result.model is model
     ((20,), True)
+
+    With an EMA of the weights, a validation every 5 steps, and a callback that stops at step 12:
+
+    >>> result = fit(model, functools.partial(dsm_loss, process=VPSDE()), data, steps=20, batch_size=64, rng=0,
+    ...              progress=False, ema=0.9, validate=lambda m: 0.0, validate_every=5,
+    ...              callback=lambda step, loss, m: step == 12)
+    >>> result.steps, result.stopped_early, result.validation_steps.tolist(), result.ema_model is not model
+    (12, True, [5, 10, 12], True)
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -120,6 +172,11 @@ def fit(
     steps, batch_size = check_steps(steps, "steps"), check_steps(batch_size, "batch_size")
     lr = check_positive("lr", lr)
     check_choice("schedule", schedule, _SCHEDULES)
+    check_progress(progress)
+    ema = _check_ema(ema)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (step, loss, model) -> bool | None; got {type(callback).__name__}")
+    validate_every = _check_validation(validate, validate_every, steps)
     dtype, device = params[0].dtype, params[0].device
     gen = generator(rng, device)
     next_batch = _batches(data, batch_size, gen, dtype, device)
@@ -128,9 +185,11 @@ def fit(
     if schedule == "cosine":
         decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
     losses = np.empty(steps)
-    bar = _progress(steps, progress)
+    average = None if ema is None else _EMA(model, ema)
+    checked: list[tuple[int, float]] = []
+    taken, stopped = 0, False
     start = time.perf_counter()
-    try:
+    with progress_bar(progress, steps, desc="fit") as bar:
         for k in range(steps):
             loss = loss_fn(model, next_batch(), rng=gen)
             value = float(loss.detach())
@@ -142,22 +201,84 @@ def fit(
             opt.step()
             if decay is not None:
                 decay.step()
-            if bar is not None:
-                bar.update(1)
-                if k % 50 == 0 or k == steps - 1:
-                    bar.set_postfix(loss=f"{np.mean(losses[max(0, k - 49) : k + 1]):.4g}", refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
-    return FitResult(model, losses, time.perf_counter() - start)
+            if average is not None:
+                average.update(model)
+            taken = k + 1
+            bar.update(1)
+            if k % 50 == 0 or k == steps - 1:
+                bar.set_postfix(loss=f"{np.mean(losses[max(0, k - 49) : k + 1]):.4g}", refresh=False)
+            if callback is not None:
+                stopped = _stop(callback(taken, value, model))
+            if validate is not None and (taken % validate_every == 0 or taken == steps or stopped):
+                checked.append((taken, _validation_value(validate(model if average is None else average.model))))
+            if stopped:
+                break
+    return FitResult(
+        model,
+        losses[:taken],
+        time.perf_counter() - start,
+        ema_model=None if average is None else average.model,
+        validation_steps=np.array([k for k, _ in checked], dtype=np.int64),
+        validation=np.array([v for _, v in checked], dtype=np.float64),
+        stopped_early=stopped,
+    )
 
 
-def _progress(steps: int, show: bool) -> Any:
-    if not show:
+class _EMA:
+    """A copy of a model whose floating-point parameters follow ``bar = beta bar + (1 - beta) theta``."""
+
+    def __init__(self, model: torch.nn.Module, beta: float) -> None:
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.beta = beta
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for avg, new in zip(self.model.parameters(), model.parameters(), strict=True):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(new.detach(), 1.0 - self.beta)  # avg + (1 - beta)(new - avg)
+            else:
+                avg.copy_(new)
+        for avg, new in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg.copy_(new)
+
+
+def _check_ema(ema: Any) -> float | None:
+    if ema is None:
         return None
-    from tqdm.auto import tqdm
+    beta = check_positive("ema", ema)
+    if not beta < 1:
+        raise ValueError(f"ema (the decay of the moving average) must lie in (0, 1); got {ema!r}")
+    return beta
 
-    return tqdm(total=steps, desc="fit", unit="step")
+
+def _check_validation(validate: Any, validate_every: Any, steps: int) -> int:
+    if validate is None:
+        if validate_every is not None:
+            raise ValueError(f"validate_every={validate_every!r} needs validate=callable(model) -> number")
+        return steps
+    if not callable(validate):
+        raise TypeError(f"validate must be callable (model) -> number; got {type(validate).__name__}")
+    return max(1, steps // 10) if validate_every is None else check_steps(validate_every, "validate_every")
+
+
+def _stop(answer: Any) -> bool:
+    """The callback's answer: ``True`` stops, ``None`` or ``False`` goes on."""
+    if answer is None or isinstance(answer, (bool, np.bool_)):
+        return bool(answer)
+    raise TypeError(f"callback must return True (stop), False or None (go on); got {type(answer).__name__}: {answer!r}")
+
+
+def _validation_value(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(
+                f"validate must return a number or a 0-d tensor; got a tensor of shape {tuple(value.shape)}"
+            )
+        return float(value.detach())
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"validate must return a number or a 0-d tensor; got {type(value).__name__}")
+    return float(value)
 
 
 def _batches(data: Any, batch_size: int, gen: torch.Generator, dtype: Any, device: Any) -> Callable[[], Any]:
