@@ -13,8 +13,11 @@
 #   make clean   remove the build, the caches and the virtual environment
 #
 # The virtual environment .venv is created with $(PYTHON) when missing and the project is
-# (re)installed into it, editable, with the dev, torch and book extras whenever pyproject.toml
-# is newer than the stamp .venv/.stamp.  torch stays pinned in pyproject's `torch` extra.
+# (re)installed into it, editable, with the dev, torch, book and interop extras whenever pyproject.toml
+# is newer than the stamp .venv/.stamp.  torch stays pinned in pyproject's `torch` extra.  The interop
+# extra (diffusers, flow_matching, ... : the libraries diffcore.interop adapts) is followed by
+# k-diffusion with --no-deps: it declares torchvision, wandb, clip, ..., which its sampling module
+# does not need and which do not install beside the pinned CPU torch (diffcore.interop.import_kdiffusion_sampling).
 #
 # The book executes its notebooks with `execute_notebooks: cache` from _config.yml; with
 # CI set (CI=true, as .ci/run is called) or BOOK_EXECUTE=force it builds from a generated
@@ -24,7 +27,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp
-EXTRAS ?= dev,torch,book
+EXTRAS ?= dev,torch,book,interop
+KDIFFUSION := k-diffusion==0.1.1.post1
 
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS    ?=
@@ -56,6 +60,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(if $(findstring interop,$(EXTRAS)),$(BIN)/python -m pip install --quiet --no-deps $(KDIFFUSION))
+	@# flow-matching 1.0.10's wheel installs its own tests as a top-level package `tests`, which
+	@# shadows this repository's tests/ (`from tests.conftest import ...`): remove that stray package
+	rm -rf $(VENV)/lib/python*/site-packages/tests
 	touch $@
 
 test: $(STAMP)

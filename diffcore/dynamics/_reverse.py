@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from diffcore._array import broadcast_time
+from diffcore._parametrization import Reparametrized
 from diffcore._validation import Counter, Model, check_nonnegative
 from diffcore.processes import AbstractProcess
 
@@ -96,9 +97,36 @@ class AbstractReverseDynamics(AbstractDynamics):
 
         The forward drift is ``process.drift(x, t)``: ``f(t) x``, or ``f(t)(x - mu)`` for a
         process with a mean :attr:`~diffcore.processes.AbstractProcess.shift`.
+
+        A velocity model.  When the score is a velocity seen as a score of this process
+        (``reparametrize(u, process, source="velocity")``, see :func:`velocity_of`), the
+        probability-flow drift *is* that velocity, ``u = f x - g^2/2 s``, and the drift is
+        computed from it without going through the score (which divides by ``g^2`` and needs
+        ``f = alpha'/alpha``):
+
+        .. math:: f x - \frac{1 + \eta^2}{2} g^2 s = (1 + \eta^2)\, u - \eta^2 f x .
+
+        For the ODE (``eta = 0``) that is ``u`` itself, finite where ``alpha = 0`` (the noise end
+        of a flow-matching path, ``alpha = 1 - t`` at ``t = 1``), where ``f`` and ``g^2`` are not;
+        for ``eta > 0`` the forward drift ``f x`` is still needed (and raises a ``ValueError``
+        naming ``t`` where ``alpha = 0``).
         """
+        u = self._velocity(x, t)
+        if u is not None:
+            if self.noise_scale == 0:
+                return u
+            eta2 = self.noise_scale**2
+            return (1.0 + eta2) * u - eta2 * self.process.drift(x, t)
         g2 = broadcast_time(self.process.diffusion_squared(t), x)
         return self.process.drift(x, t) - (0.5 * (1.0 + self.noise_scale**2)) * g2 * self.score(x, t)
+
+    def _velocity(self, x: Array, t: Any) -> Array | None:
+        """The velocity behind a velocity-as-score model, evaluated (and counted) once; else ``None``."""
+        velocity = velocity_of(self.score, self.process)
+        if velocity is None:
+            return None
+        score = self.score  # a Model: the call is counted as one evaluation of the score
+        return Model(velocity, score.name, counter=score.counter)(x, t)
 
     def diffusion(self, t: Any) -> Any:
         """``eta g(t)``."""
@@ -113,6 +141,31 @@ class AbstractReverseDynamics(AbstractDynamics):
     @property
     def direction(self) -> int:
         return -1 if self.stochastic else 0
+
+
+def velocity_of(score: Callable, process: AbstractProcess) -> Callable | None:
+    """The velocity model behind ``score``, when ``score`` is that velocity reparametrized as a score of ``process``.
+
+    ``score`` (or the :class:`~diffcore._validation.Model` around it) must be the
+    :func:`~diffcore.reparametrize` of a ``"velocity"`` model into a ``"score"`` of the same
+    process (``==``), without a mean shift.  Returns ``None`` otherwise.  The dynamics use it to
+    take the probability-flow drift from the velocity directly (:meth:`AbstractReverseDynamics.drift`).
+    """
+    fn = score.fn if isinstance(score, Model) else score
+    if not (isinstance(fn, Reparametrized) and fn.source == "velocity" and fn.target == "score"):
+        return None
+    if getattr(process, "shift", None) is not None or not _same_process(fn.process, process):
+        return None
+    return fn.model
+
+
+def _same_process(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):  # parameters that are arrays have no single truth value
+        return False
 
 
 def _check(dynamics: AbstractReverseDynamics) -> None:

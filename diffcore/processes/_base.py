@@ -60,7 +60,15 @@ class AbstractProcess(AbstractLinearSDE):
     def _d_sigma(self, t: Array, xp: Any) -> Array: ...
 
     def _f(self, t: Array, xp: Any) -> Array:
-        return self._d_alpha(t, xp) / self._alpha(t, xp)
+        alpha = self._alpha(t, xp)
+        if is_scalar_time(t) and alpha == 0:
+            raise ValueError(
+                f"{type(self).__name__}: f(t) = alpha'(t) / alpha(t) is infinite at t = {float(t)}, where alpha(t) = 0 "
+                f"(the schedule reaches pure noise), so the drift f(t) x and g(t)^2 are not defined there: stop "
+                f"short of t = {float(t)}, or give the model as a velocity (reparametrize(velocity, process, "
+                f"source='velocity')), whose probability-flow drift needs neither"
+            )
+        return self._d_alpha(t, xp) / alpha
 
     def _g2(self, t: Array, xp: Any) -> Array:
         sigma = self._sigma(t, xp)
@@ -102,7 +110,12 @@ class AbstractProcess(AbstractLinearSDE):
         return evaluate(self._d_sigma, t)
 
     def drift_coef(self, t: Any) -> Any:
-        """``f(t) = d log alpha / dt``, so that ``drift(x, t) = f(t) x``."""
+        """``f(t) = d log alpha / dt``, so that ``drift(x, t) = f(t) x``.
+
+        Where ``alpha(t) = 0`` (the end of a schedule that reaches pure noise, e.g. ``alpha = 1 - t``
+        at ``t = 1``) ``f`` is infinite: ``ValueError`` naming ``t`` for a float ``t``; for an array
+        ``t`` those entries hold the IEEE limit (``-inf``), as :meth:`diffusion_squared` holds ``+inf``.
+        """
         return evaluate(self._f, t)
 
     def diffusion_squared(self, t: Any) -> Any:
