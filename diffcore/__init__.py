@@ -38,6 +38,7 @@ from diffcore.fokker_planck import (
     ode_sde_gap,
 )
 from diffcore.graphs import GraphLaboratory, GraphSDE, sample_graphs
+from diffcore.interop import flow_log_likelihood
 from diffcore.interpolants import (
     AbstractInterpolant,
     EncoderDecoderInterpolant,
@@ -57,6 +58,8 @@ from diffcore.interpolants import (
 )
 from diffcore.likelihood import (
     AugmentedFlow,
+    BitsPerDim,
+    LikelihoodSummary,
     LogLikelihood,
     TMinGap,
     and_weights,
@@ -122,6 +125,7 @@ __all__ = [
     "AffineProcess",
     "Ancestral",
     "AugmentedFlow",
+    "BitsPerDim",
     "CosineVPSDE",
     "EncoderDecoderInterpolant",
     "Euler",
@@ -140,6 +144,7 @@ __all__ = [
     "InterpolantFields",
     "InterpolantODE",
     "InterpolantSDE",
+    "LikelihoodSummary",
     "LinearInterpolant",
     "LogLikelihood",
     "MeanRevertingSDE",
@@ -165,6 +170,7 @@ __all__ = [
     "exact_denoiser",
     "exact_log_prob",
     "exact_score",
+    "flow_log_likelihood",
     "fp_residual",
     "fp_residual_log_density",
     "fp_residual_norm",

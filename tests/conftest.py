@@ -9,7 +9,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import diffcore as dc
-from diffcore.testing import Symmetrised, rotations, symmetrise  # noqa: F401 (re-exported to the tests)
+from diffcore.testing import (  # noqa: F401 (re-exported to the tests)
+    Problem,
+    Symmetrised,
+    circle_mixture,
+    random_gaussian,
+    rotations,
+    symmetrise,
+)
 
 settings.register_profile(
     "ci",
@@ -105,29 +112,16 @@ def process(request) -> dc.AbstractProcess:
     return PROCESSES[request.param]
 
 
-def circle_mixture(k: int = 8, radius: float = 4.0, std: float = 0.3) -> dc.GaussianMixture:
-    """P1: ``k`` isotropic components of std ``std`` evenly spaced on a circle (the benchmark mixture)."""
-    ang = 2 * np.pi * np.arange(k) / k
-    means = radius * np.stack([np.cos(ang), np.sin(ang)], axis=1)
-    return dc.GaussianMixture(np.full(k, 1.0 / k), means, np.tile(std**2 * np.eye(2), (k, 1, 1)))
-
-
-def random_gaussian(d: int = 64, seed: int = 0, lo: float = 0.01, hi: float = 4.0) -> dc.Gaussian:
-    """P2: a ``d``-dim Gaussian with random rotation and eigenvalues log-uniform in [lo, hi]."""
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.standard_normal((d, d)))
-    lam = np.exp(rng.uniform(np.log(lo), np.log(hi), size=d))
-    return dc.Gaussian(rng.standard_normal(d) * 0.5, (q * lam) @ q.T)
-
-
 @pytest.fixture
 def p1() -> dc.GaussianMixture:
-    return circle_mixture()
+    """P1, the 2-D circle mixture of the benchmarks (``Problem("P1").data``)."""
+    return Problem("P1").data
 
 
 @pytest.fixture
 def p2() -> dc.Gaussian:
-    return random_gaussian()
+    """P2, the 64-D anisotropic Gaussian of the benchmarks (``Problem("P2").data``)."""
+    return Problem("P2").data
 
 
 #: P1's rotation group (see test_sampling_accuracy.py for why comparing symmetrised samples is the

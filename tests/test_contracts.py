@@ -1,9 +1,9 @@
 """Contracts at the boundary: the public API walked with malformed inputs, table-driven.
 
-Every public callable of ``diffcore``, ``diffcore.training``, ``diffcore.testing`` and
-``diffcore.graphs`` has a :class:`Row` in :data:`ROWS`: a call with valid arguments and the *kind*
-of each argument it checks (points, a model, a time, a count, ...).  :data:`VARIANTS` lists, for
-each kind, the malformed values a careless or unlucky user passes and what must happen:
+Every public callable of ``diffcore``, ``diffcore.training``, ``diffcore.testing``,
+``diffcore.graphs`` and ``diffcore.interop`` has a :class:`Row` in :data:`ROWS`: a call with valid
+arguments and the *kind* of each argument it checks (points, a model, a time, a count, ...).
+:data:`VARIANTS` lists, for each kind, the malformed values a careless or unlucky user passes and what must happen:
 
 * a ``TypeError``/``ValueError`` whose message names the argument (``naming``), or
 * a correct result for a valid edge case: integer or boolean points give what the same points
@@ -30,6 +30,7 @@ import torch
 
 import diffcore as dc
 import diffcore.graphs as dg
+import diffcore.interop as di
 import diffcore.testing as dt
 import diffcore.training as dtr
 
@@ -356,11 +357,26 @@ for _cp in (dc.independent_coupling, dc.minibatch_ot_coupling):
 # likelihoods and densities
 row(
     "diffcore.log_likelihood",
-    lambda x, score, t_min, steps, divergence, method: dc.log_likelihood(
-        VP, score, x, t_min=t_min, steps=steps, divergence=divergence, method=method
+    lambda x, score, t_min, steps, divergence, method, batch_size: dc.log_likelihood(
+        VP, score, x, t_min=t_min, steps=steps, divergence=divergence, method=method, batch_size=batch_size
     ),
-    {"x": X, "score": SCORE, "t_min": 1e-2, "steps": 3, "divergence": "exact", "method": "rk4"},
-    {"x": "points", "score": "model", "t_min": "time", "steps": "count", "divergence": "choice", "method": "choice"},
+    {"x": X, "score": SCORE, "t_min": 1e-2, "steps": 3, "divergence": "exact", "method": "rk4", "batch_size": 2},
+    {
+        "x": "points",
+        "score": "model",
+        "t_min": "time",
+        "steps": "count",
+        "divergence": "choice",
+        "method": "choice",
+        "batch_size": "count",
+    },
+    out=_value,
+)
+row(  # a flow-matching velocity (data at t = 1): the linear interpolant's exact velocity
+    "diffcore.flow_log_likelihood",
+    lambda x, velocity, steps, method, grid: dc.flow_log_likelihood(velocity, x, steps=steps, method=method, grid=grid),
+    {"x": X, "velocity": FIELDS.velocity, "steps": 3, "method": "rk4", "grid": "uniform"},
+    {"x": "points", "velocity": "model", "steps": "count", "method": "choice", "grid": "choice"},
     out=_value,
 )
 row(
@@ -410,7 +426,7 @@ row(
 )
 row(
     "diffcore.bits_per_dim",
-    lambda log_likelihood, dim, n_bins: dc.bits_per_dim(log_likelihood, dim, n_bins=n_bins),
+    lambda log_likelihood, dim, n_bins: dc.bits_per_dim(log_likelihood, dim, n_bins=n_bins, low=-1.0, high=1.0),
     {"log_likelihood": -X[:, 0], "dim": 2, "n_bins": 256},
     {"log_likelihood": "values", "dim": "count", "n_bins": "count"},
 )
@@ -693,6 +709,208 @@ row(
 row("diffcore.testing.rotations", lambda k: dt.rotations(k), {"k": 4}, {"k": "count"}, out=None)
 row(
     "diffcore.testing.Symmetrised", lambda k: dt.Symmetrised(G2, k).sample(8, rng=0), {"k": 4}, {"k": "count"}, out=None
+)
+# the kit: a sampler is a "model" here (its output is checked like a model's); the model checks report a
+# misbehaving model in their result instead of raising, so their models are not argument kinds
+row(
+    "diffcore.testing.check_sampler",
+    lambda sampler, problem, declared_order, kind, n, rng, t_min: dt.check_sampler(
+        sampler, problem, declared_order=declared_order, kind=kind, n=n, rng=rng, t_min=t_min, steps=(4, 8)
+    ),
+    {
+        "sampler": dt.sampler_from_solver("ddim", VP),
+        "problem": "P1",
+        "declared_order": 1,
+        "kind": "ode",
+        "n": 4,
+        "rng": 0,
+        "t_min": 1e-2,
+    },
+    {
+        "sampler": "model",
+        "problem": "choice",
+        "declared_order": "count",
+        "kind": "choice",
+        "n": "count",
+        "rng": "rng",
+        "t_min": "time",
+    },
+    out=None,
+)
+row(
+    "diffcore.testing.check_score_model",
+    lambda problem, times, n, tolerance, rng: dt.check_score_model(
+        dt.Problem("P1").score, problem, times=times, n=n, tolerance=tolerance, rng=rng
+    ),
+    {"problem": "P1", "times": (0.2, 0.6), "n": 8, "tolerance": 0.05, "rng": 0},
+    {"problem": "choice", "times": "times", "n": "count", "tolerance": "positive", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.testing.check_likelihood",
+    lambda problem, t, n, tolerance, rng: dt.check_likelihood(
+        lambda x: dt.Problem("P1").log_prob(x, t), problem, t=t, n=n, tolerance=tolerance, rng=rng
+    ),
+    {"problem": "P1", "t": 0.1, "n": 8, "tolerance": 0.01, "rng": 0},
+    {"problem": "choice", "t": "time", "n": "count", "tolerance": "nonnegative", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.testing.check_schedule",
+    lambda process, times, n, rng: dt.check_schedule(process, times=times, n=n, rng=rng),
+    {"process": VP, "times": (0.2, 0.6), "n": 2, "rng": 0},
+    {"process": "choice", "times": "times", "n": "count", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.testing.check_graph_score",
+    lambda problem, times, n, rtol, rng: dt.check_graph_score(
+        dt.Problem("graphs").graph_score, problem, times=times, n=n, rtol=rtol, rng=rng
+    ),
+    {"problem": "graphs", "times": (0.5,), "n": 3, "rtol": 1e-8, "rng": 0},
+    {"problem": "choice", "times": "times", "n": "count", "rtol": "positive", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.testing.Problem",
+    lambda name, n, t, rng: dt.Problem(name).sample_marginal(n, t, rng=rng),
+    {"name": "P1", "n": 5, "t": 0.5, "rng": 0},
+    {"name": "choice", "n": "size", "t": "time", "rng": "rng"},
+    names={"name": "problem"},
+    out=None,
+)
+row(
+    "diffcore.testing.sampler_from_solver",
+    lambda solver, x_init: dt.sampler_from_solver(solver, VP)(SCORE, x_init, [1.0, 0.5]),
+    {"solver": "heun", "x_init": X},
+    {"solver": "choice", "x_init": "points"},
+    names={"solver": "method"},
+)
+row(
+    "diffcore.testing.solver_from_step",
+    lambda order, uses, name: dc.sample(
+        VP,
+        SCORE,
+        X,
+        method=dt.solver_from_step(lambda b, x, t0, t1: x + (t1 - t0) * b(x, t0), order=order, uses=uses, name=name),
+        steps=2,
+    ),
+    {"order": 1, "uses": "drift", "name": "my_euler"},
+    {"order": "count", "uses": "choice"},
+    out=_x,
+)
+for _make, _counts in (
+    (dt.circle_mixture, {"k": 4}),
+    (dt.random_gaussian, {"d": 3}),
+    (dt.anisotropic_mixture, {"d": 3, "k": 2}),
+):
+    row(
+        f"diffcore.testing.{_make.__name__}",
+        lambda _m=_make, **kw: _m(**kw).sample(4, rng=0),
+        _counts,
+        dict.fromkeys(_counts, "count"),
+        out=None,
+    )
+
+# the adapters (diffusers, k-diffusion, flow_matching): the callables they return are the boundary
+_ddim = __import__("diffusers").DDIMScheduler(num_train_timesteps=100, timestep_spacing="trailing", clip_sample=False)
+_DVP = di.process_from_diffusers(_ddim)
+_DSCORE = dc.exact_score(_DVP, GM)
+_DMODEL = di.model_for_diffusers(_DSCORE, _DVP, _ddim)
+_KSAMPLING = di.import_kdiffusion_sampling()
+row(
+    "diffcore.interop.timestep_to_time",
+    lambda timestep, num_train_timesteps: di.timestep_to_time(timestep, num_train_timesteps),
+    {"timestep": np.array([0.0, 3.5, 99.0]), "num_train_timesteps": 100},
+    {"timestep": "values", "num_train_timesteps": "count"},
+    out=None,
+)
+row(
+    "diffcore.interop.time_to_timestep",
+    lambda t, num_train_timesteps: di.time_to_timestep(t, num_train_timesteps),
+    {"t": 0.5, "num_train_timesteps": 100},
+    {"t": "time", "num_train_timesteps": "count"},
+    out=None,
+)
+row(
+    "diffcore.interop.process_from_diffusers",
+    lambda alphas_cumprod: di.process_from_diffusers(alphas_cumprod).alpha(0.5),
+    {"alphas_cumprod": np.cumprod(1 - np.linspace(1e-3, 0.1, 50))},
+    {"alphas_cumprod": "array"},
+    out=None,
+)
+row(
+    "diffcore.interop.diffusers_betas",
+    lambda num_train_timesteps: di.diffusers_betas(VP, num_train_timesteps),
+    {"num_train_timesteps": 100},
+    {"num_train_timesteps": "count"},
+    out=None,
+)
+row(
+    "diffcore.interop.score_from_diffusers",
+    lambda x, t, model: di.score_from_diffusers(model, _ddim)(x, t),
+    {"x": X, "t": 0.5, "model": _DMODEL},
+    {"x": "points", "t": "time", "model": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.interop.model_for_diffusers",
+    lambda x, score: di.model_for_diffusers(score, _DVP, _ddim)(x, 49),
+    {"x": X, "score": _DSCORE},
+    {"x": "points", "score": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.interop.denoise_from_diffusers",
+    lambda x, model: di.denoise_from_diffusers(model, x, 9, _ddim),
+    {"x": X, "model": _DMODEL},
+    {"x": "points", "model": "model"},
+)
+row(
+    "diffcore.interop.sampler_from_diffusers",
+    lambda x_init, score, ts: di.sampler_from_diffusers(_ddim, _DVP)(score, x_init, ts),
+    {"x_init": X, "score": _DSCORE, "ts": di.sampler_from_diffusers(_ddim, _DVP).time_grid(4)},
+    {"x_init": "points", "score": "model", "ts": "grid"},
+)
+row(
+    "diffcore.interop.score_from_kdiffusion",
+    lambda x, t, denoiser: di.score_from_kdiffusion(denoiser, VP)(x, t),
+    {"x": X, "t": 0.5, "denoiser": di.denoiser_for_kdiffusion(SCORE, VP)},
+    {"x": "points", "t": "time", "denoiser": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.interop.denoiser_for_kdiffusion",
+    lambda x, score: di.denoiser_for_kdiffusion(score, VP)(x, 2.0),
+    {"x": X, "score": SCORE},
+    {"x": "points", "score": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.interop.sampler_from_kdiffusion",
+    lambda x_init, score, ts, rng: di.sampler_from_kdiffusion(_KSAMPLING.sample_heun, VP)(score, x_init, ts, rng=rng),
+    {"x_init": X, "score": SCORE, "ts": [1.0, 0.5, 0.1], "rng": 0},
+    {"x_init": "points", "score": "model", "ts": "grid", "rng": "rng"},
+)
+row(
+    "diffcore.interop.velocity_from_flow_matching",
+    lambda x, t, velocity: di.velocity_from_flow_matching(velocity)(x, t),
+    {"x": X, "t": 0.5, "velocity": FIELDS.velocity},
+    {"x": "points", "t": "time", "velocity": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.interop.velocity_for_flow_matching",
+    lambda x, t, velocity: di.velocity_for_flow_matching(velocity)(x=x, t=t),
+    {"x": X, "t": 0.5, "velocity": FIELDS.velocity},
+    {"x": "points", "t": "time", "velocity": "model"},
+    nan="rows",
+)
+row(
+    "diffcore.interop.sampler_from_flow_matching",
+    lambda x_init, score, ts: di.sampler_from_flow_matching(VP, method="heun2")(score, x_init, ts),
+    {"x_init": X, "score": SCORE, "ts": [1.0, 0.5, 0.1]},
+    {"x_init": "points", "score": "model", "ts": "grid"},
 )
 
 # training (torch)
@@ -1107,6 +1325,7 @@ EXEMPT: dict[str, str] = {
             "KERNELS",
             "MMD_CONVENTIONS",
             "GRAPH_METHODS",
+            "PROBLEMS",
         ],
         "a constant registry",
     ),
@@ -1125,6 +1344,8 @@ EXEMPT: dict[str, str] = {
         [
             "Solution",
             "LogLikelihood",
+            "LikelihoodSummary",
+            "BitsPerDim",
             "Transition",
             "FPResidualNorm",
             "FPTerms",
@@ -1137,6 +1358,9 @@ EXEMPT: dict[str, str] = {
             "GraphMMD2",
             "GraphMMD2Floor",
             "GraphSample",
+            "CheckReport",
+            "SamplerReport",
+            "SolverSampler",
         ],
         "a frozen result record that diffcore builds",
     ),
@@ -1145,11 +1369,35 @@ EXEMPT: dict[str, str] = {
         "a solver without parameters: test_solvers_run_exactly_where_their_declared_requirements_are_met",
     ),
     "graphs": "the subpackage itself (its names are checked one by one)",
+    "PREDICTION_TYPES": "a constant registry",
+    "import_kdiffusion_sampling": "takes no input: it loads k-diffusion's sampling module",
+    **dict.fromkeys(
+        [
+            "DiffusersModel",
+            "DiffusersSampler",
+            "DiffusersScore",
+            "DiscreteVP",
+            "FlowMatchingSampler",
+            "FlowMatchingVelocity",
+            "FromFlowMatching",
+            "KDiffusionDenoiser",
+            "KDiffusionSampler",
+            "KDiffusionScore",
+        ],
+        "what a diffcore.interop function returns: checked through that function's row",
+    ),
+    "skewed_mixture_2d": "a fixed example law: takes no arguments",
 }
 
 
 def _public_names() -> list[tuple[str, str]]:
-    modules = {"diffcore": dc, "diffcore.training": dtr, "diffcore.testing": dt, "diffcore.graphs": dg}
+    modules = {
+        "diffcore": dc,
+        "diffcore.training": dtr,
+        "diffcore.testing": dt,
+        "diffcore.graphs": dg,
+        "diffcore.interop": di,
+    }
     return [(m, name) for m, mod in modules.items() for name in mod.__all__]
 
 

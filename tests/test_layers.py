@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     # above everything: the correctness kit and the search over grids and schedules
     "testing": 5,
     "search": 5,
+    "interop": 5,
     # the package itself re-exports
     "__init__": 6,
 }

@@ -9,7 +9,7 @@ import numpy as np
 
 from diffcore._validation import check_array, check_grid, check_same_namespace, check_scalar_time
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE
-from diffcore.samplers import get_solver, integrate
+from diffcore.samplers import AbstractSolver, get_solver, integrate
 
 __all__ = ["fit_order", "propagate_gaussian_law", "reference_ode_solution"]
 
@@ -63,6 +63,12 @@ def propagate_gaussian_law(
     not for steps that are not affine, e.g. the Langevin corrector of ``pc`` whose step size
     depends on the batch, nor for an adaptive solver whose step control sees the whole batch.
 
+    Your own step: wrap the function with :func:`~diffcore.testing.solver_from_step`, which
+    declares what this needs (``affine_step``, and ``noise_draws`` through ``stochastic=True``)::
+
+        mine = solver_from_step(my_em_step, order=1, uses="drift", stochastic=True)
+        mean, cov = propagate_gaussian_law(ReverseSDE(process, score), mine, m0, c0, ts)
+
     Parameters: ``mean (d,)``, ``cov (d, d)`` (symmetric positive semi-definite) the law at
     ``ts[0]``; ``ts`` a strictly monotone grid in the direction of ``dynamics``; returns the law
     at ``ts[-1]``.
@@ -74,6 +80,12 @@ def propagate_gaussian_law(
         covariance that is not symmetric positive semi-definite, or a bad grid; the checks of
         :func:`~diffcore.integrate` (dynamics that do not meet the solver's requirements).
     """
+    if callable(solver) and not isinstance(solver, AbstractSolver):
+        raise TypeError(
+            f"solver must be a method name or an AbstractSolver; got the function "
+            f"{getattr(solver, '__name__', solver)!r}: wrap a one-step function with "
+            "diffcore.testing.solver_from_step(step, order=..., stochastic=...)"
+        )
     solver = get_solver(solver)
     if not solver.affine_step:
         raise ValueError(
