@@ -560,6 +560,19 @@ def test_flow_log_likelihood_is_the_exact_log_density(backend):
     assert far.t_min == 0.1
 
 
+def test_log_likelihood_of_a_velocity_model_runs_to_alpha_zero():
+    """The documented route itself (reparametrize(velocity) as a score of the rectified-flow process)
+    reaches t = 1, where alpha = 0, and starts at t_min = 0: the augmented flow takes the drift and
+    its divergence from the velocity.  Same tolerance argument as above."""
+    x = DATA.sample(20, rng=0)
+    score = dc.reparametrize(dc.reverse_time(FM.velocity, "velocity"), RF, source="velocity")
+    res = dc.log_likelihood(RF, score, x, t_min=0.0, method="adaptive", rtol=1e-10, atol=1e-10)
+    assert _max(res.value, DATA.log_prob(x)) < 1e-7
+    # a score model still needs t_min > 0 (sigma(0) = 0)
+    with pytest.raises(ValueError, match=r"t_min must be > 0|t_min must lie in \(0, 1\)|t_min"):
+        dc.log_likelihood(RF, dc.exact_score(RF, DATA), x, t_min=0.0)
+
+
 def test_flow_log_likelihood_refuses_bad_input():
     x = DATA.sample(3, rng=0)
     with pytest.raises(ValueError, match=r"data_time must be 1\.0"):

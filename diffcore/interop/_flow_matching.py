@@ -12,7 +12,6 @@ diffcore process is such a ``v`` (``reparametrize(score, process, source="score"
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ from diffcore._parametrization import reparametrize
 from diffcore._validation import Model, check_array, check_choice, check_time_for
 from diffcore.dynamics._reverse import velocity_of
 from diffcore.interop._common import check_sampler_call, is_empty, like_input, to_torch, torch_module
+from diffcore.interpolants import OneSidedInterpolant, process_from_interpolant
 from diffcore.likelihood import LogLikelihood, log_likelihood
 from diffcore.processes import AbstractProcess
 
@@ -165,47 +165,6 @@ def sampler_from_flow_matching(process: AbstractProcess, *, method: str = "euler
     return FlowMatchingSampler(process, method, dict(options))
 
 
-@dataclass(frozen=True)
-class _Carrier(AbstractProcess):
-    r"""``alpha = 1``, ``sigma^2 = 2 tau``: ``f = 0``, ``g^2 = 2``; the probability-flow drift of ``s~`` is ``-s~``."""
-
-    def _alpha(self, t, xp):
-        return 1.0 + 0.0 * t
-
-    def _sigma(self, t, xp):
-        return (2.0 * t) ** 0.5
-
-    def _d_alpha(self, t, xp):
-        return 0.0 * t
-
-    def _d_sigma(self, t, xp):
-        return (2.0 * t) ** -0.5
-
-    def _f(self, t, xp):
-        return 0.0 * t
-
-    def _g2(self, t, xp):
-        return 2.0 + 0.0 * t
-
-
-#: the carrier's start; any value in (0, 1) gives the same result (the map to the flow's time is affine)
-_TAU0 = 0.5
-
-
-@dataclass(frozen=True, eq=False)
-class _CarriedVelocity:
-    """``s~(x, tau) = -c v(x, t(tau))`` with ``t(tau) = t_min + c (tau - tau0)``, ``c = (1 - t_min) / (1 - tau0)``."""
-
-    velocity: Any
-    t_min: float
-
-    def __call__(self, x: Array, tau: Any) -> Array:
-        c = (1.0 - self.t_min) / (1.0 - _TAU0)
-        t = self.t_min + c * (tau - _TAU0)
-        t = min(max(t, 0.0), 1.0) if is_scalar_time(t) else t
-        return -c * self.velocity(x, t)
-
-
 def flow_log_likelihood(
     velocity: Any, x: Array, *, data_time: float = 1.0, t_min: float = 0.0, grid: str = "uniform", **options: Any
 ) -> LogLikelihood:
@@ -225,16 +184,16 @@ def flow_log_likelihood(
     ``log p`` is taken; use ``t_min > 0`` for a velocity that is singular at the data (data
     without a density).
 
-    How: :func:`diffcore.log_likelihood` integrates ``dx/dtau = f x - g^2/2 s~`` with ``d ell/dtau``
-    its divergence; on the process ``alpha = 1``, ``sigma^2 = 2 tau`` (``f = 0``, ``g^2 = 2``) with
-    ``s~(x, tau) = -c v(x, t_min + c (tau - 1/2))``, ``c = 2 (1 - t_min)``, over ``tau`` in
-    ``[1/2, 1]``, that is exactly ``dx/dt = v`` over ``[t_min, 1]`` with ``d ell = div v dt`` (an
-    affine change of the time variable).  So every keyword of :func:`diffcore.log_likelihood`
-    (``divergence``, ``probes``, ``method``, ``steps``, ``rtol``, ``atol``, ``rng``,
-    ``prior_log_prob``, ...) is passed through and means what it means there; ``grid`` must be
-    ``"uniform"`` (steps uniform in ``t``; the log-SNR grids need a schedule, which a bare velocity
-    has not).  ``x`` is ``(n, ...)``; a diffcore-clock velocity is called with a float time, a
-    flow-matching one as in :func:`velocity_from_flow_matching` (an ``(n,)`` tensor for torch ``x``).
+    How: the velocity is read as the model of the rectified-flow process ``alpha = 1 - t``,
+    ``sigma = t`` (``reparametrize(v, process, source="velocity")``), whose prior at ``t = 1`` is
+    ``N(0, I)``; :func:`diffcore.log_likelihood` then takes the drift and its divergence from ``v``
+    itself (:class:`~diffcore.likelihood.AugmentedFlow`), so the schedule only names the prior and
+    the grid.  Every keyword of :func:`diffcore.log_likelihood` (``divergence``, ``probes``,
+    ``method``, ``steps``, ``rtol``, ``atol``, ``rng``, ``prior_log_prob``, ...) is passed through
+    and means what it means there; ``grid`` must be ``"uniform"`` (steps uniform in ``t``; the
+    log-SNR of that process is infinite at both ends).  ``x`` is ``(n, ...)``; a diffcore-clock
+    velocity is called with a float time, a flow-matching one as in
+    :func:`velocity_from_flow_matching` (an ``(n,)`` tensor for torch ``x``).
 
     Returns
     -------
@@ -249,5 +208,5 @@ def flow_log_likelihood(
     if not isinstance(t_min, float) or not 0.0 <= t_min < 1.0:
         raise ValueError(f"t_min must lie in [0, 1); got {t_min!r}")
     v = velocity if data_time == 0.0 else velocity_from_flow_matching(velocity)
-    result = log_likelihood(_Carrier(), _CarriedVelocity(v, t_min), x, t_min=_TAU0, **options)
-    return dataclasses.replace(result, t_min=t_min)
+    process = process_from_interpolant(OneSidedInterpolant("linear"))
+    return log_likelihood(process, reparametrize(v, process, source="velocity"), x, t_min=t_min, **options)

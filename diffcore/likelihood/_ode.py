@@ -18,6 +18,7 @@ from diffcore._validation import (
     check_batch,
     check_choice,
     check_finite,
+    check_nonnegative,
     check_positive,
     check_progress,
     check_scalar_time,
@@ -26,6 +27,7 @@ from diffcore._validation import (
     progress_bar,
 )
 from diffcore.dynamics import AbstractDynamics
+from diffcore.dynamics._reverse import velocity_of
 from diffcore.likelihood._divergence import check_batch_size, divergence_kind, evaluate
 from diffcore.likelihood._summary import LikelihoodSummary, summarize
 from diffcore.processes import AbstractProcess
@@ -136,8 +138,12 @@ class AugmentedFlow(AbstractDynamics):
     part ``D f(t)`` is exact in every column: only the score part is estimated.  An ODE, so
     any solver of :data:`diffcore.SOLVERS` without noise integrates it, either way in time.
     Its NFE (:meth:`counted`) is in batches of ``n`` points, so a central-difference
-    divergence counts its ``1 + 2m`` shifted batches.  With ``batch_size`` the score sees at
-    most that many points per call (the drift, and so every result, is unchanged).
+    divergence counts its ``1 + 2m`` shifted batches.  When ``score`` is a velocity model
+    reparametrized as a score of ``process`` (:func:`~diffcore.reparametrize` with
+    ``source="velocity"``), ``v`` and its divergence are taken from that model directly, as in
+    :class:`~diffcore.ProbabilityFlowODE`: no division by ``alpha`` or ``g^2``, so schedules whose
+    signal coefficient reaches 0 at ``t = 1`` (rectified flow) are integrated to the end.
+    With ``batch_size`` the score sees at most that many points per call (the drift, and so every result, is unchanged).
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class AugmentedFlow(AbstractDynamics):
     ) -> None:
         self.process, self.score, self.event_shape = process, score, event_shape
         self.model = Model.of(score, "score")
+        self.velocity = velocity_of(score, process)
         self.probes, self.fd_step, self.kind = probes, fd_step, kind
         self.batch_size = check_batch_size(batch_size)
         self.dim = math.prod(event_shape)
@@ -164,14 +171,25 @@ class AugmentedFlow(AbstractDynamics):
         return new
 
     def _flat_score(self, x: Array, t: float) -> Array:
+        return self._flat(self.model, x, t)
+
+    def _flat_velocity(self, x: Array, t: float) -> Array:
+        return self._flat(self.velocity, x, t)
+
+    def _flat(self, field: Callable, x: Array, t: float) -> Array:
         xp = namespace(x)
-        out = self.model(xp.reshape(x, (x.shape[0], *self.event_shape)), t)
+        out = field(xp.reshape(x, (x.shape[0], *self.event_shape)), t)
         return xp.reshape(out, (x.shape[0], self.dim))
 
     def drift(self, y: Array, t: Any) -> Array:
         y, t = check_batch("y", y), check_scalar_time(t)
         xp = namespace(y)
         x = y[:, : self.dim]
+        if self.velocity is not None:
+            u, div_u, cost = evaluate(self._flat_velocity, self.kind, x, t, self.probes, self.fd_step, self.batch_size)
+            if self.counter is not None:
+                self.counter.add(cost)
+            return xp.concat([u, div_u], axis=1)
         field = self.score if self.kind == "closed_form" else self._flat_score
         s, div_s, cost = evaluate(field, self.kind, x, t, self.probes, self.fd_step, self.batch_size)
         if self.counter is not None:
@@ -254,7 +272,8 @@ def log_likelihood(
     probes : the number of Hutchinson probes (``>= 1``); ``None``: 1 for the exact divergence,
         :data:`HUTCHINSON_PROBES` for Hutchinson.  Must be ``None`` or 1 for ``"exact"``; with
         ``"auto"`` it applies only where Hutchinson is chosen.
-    t_min : the start of the flow, in ``(0, 1)``.
+    t_min : the start of the flow, in ``(0, 1)``; ``[0, 1)`` for a velocity model (see
+        :class:`AugmentedFlow`), which needs no division by ``sigma(0) = 0``.
     rng : ``None``, an int seed, a ``numpy.random.Generator`` or ``torch.Generator`` (probes only).
     method : an ODE solver that needs only the drift (``"euler"``, ``"heun"``, ``"rk4"``; see
         :data:`LIKELIHOOD_METHODS`), integrated over ``time_grid(process, steps, kind=grid)`` run
@@ -323,9 +342,11 @@ def log_likelihood(
         raise ValueError(f"probes applies to divergence='hutchinson'; with 'exact' it must be None or 1, got {probes}")
     batch_size = check_batch_size(batch_size)
     check_progress(progress)
-    t_min = check_positive("t_min", t_min)
+    # a score is singular at t = 0 (sigma = 0); a velocity model (the drift itself) is not
+    from_velocity = velocity_of(score, process) is not None
+    t_min = (check_nonnegative if from_velocity else check_positive)("t_min", t_min)
     if not t_min < 1.0:
-        raise ValueError(f"t_min must lie in (0, 1); got {t_min}")
+        raise ValueError(f"t_min must lie in {'[0' if from_velocity else '(0'}, 1); got {t_min}")
     check_positive("fd_step", fd_step)
     solver = _check_method(method, steps, rtol, atol)
     prior = process.prior_log_prob if prior_log_prob is None else prior_log_prob
