@@ -569,7 +569,7 @@ def test_log_likelihood_of_a_velocity_model_runs_to_alpha_zero():
     res = dc.log_likelihood(RF, score, x, t_min=0.0, method="adaptive", rtol=1e-10, atol=1e-10)
     assert _max(res.value, DATA.log_prob(x)) < 1e-7
     # a score model still needs t_min > 0 (sigma(0) = 0)
-    with pytest.raises(ValueError, match=r"t_min must be > 0|t_min must lie in \(0, 1\)|t_min"):
+    with pytest.raises(ValueError, match=r"t_min must be > 0; got 0\.0"):
         dc.log_likelihood(RF, dc.exact_score(RF, DATA), x, t_min=0.0)
 
 

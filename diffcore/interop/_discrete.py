@@ -22,6 +22,7 @@ import numpy as np
 from diffcore._array import as_array, is_scalar_time, namespace
 from diffcore._validation import check_array, check_steps, check_time
 from diffcore.processes import AbstractProcess
+from diffcore.processes._base import bisect_decreasing
 
 __all__ = ["DiscreteVP", "diffusers_betas", "process_from_diffusers", "time_to_timestep", "timestep_to_time"]
 
@@ -165,13 +166,7 @@ class DiscreteVP(AbstractProcess):
     def _log_snr_inverse(self, lam, xp):
         """Bisection on the decreasing ``h`` for ``h* = log sigmoid(lambda)``, better conditioned than on ``lambda``."""
         target = -(xp.clip(-lam, 0.0, None) + xp.log1p(xp.exp(-xp.abs(lam))))  # log sigmoid, no overflow
-        lo, hi = xp.zeros_like(lam), xp.ones_like(lam)
-        for _ in range(64):
-            mid = (lo + hi) / 2
-            above = self._h(mid, xp) > target
-            lo = xp.where(above, mid, lo)
-            hi = xp.where(above, hi, mid)
-        return (lo + hi) / 2
+        return bisect_decreasing(lambda t: self._h(t, xp), target, xp)
 
 
 def process_from_diffusers(scheduler: Any) -> DiscreteVP:

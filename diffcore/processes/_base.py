@@ -79,14 +79,7 @@ class AbstractProcess(AbstractLinearSDE):
 
     def _log_snr_inverse(self, lam: Array, xp: Any) -> Array:
         """Bisection on the (decreasing) log-SNR; subclasses override with closed forms."""
-        lo = xp.zeros_like(lam)
-        hi = xp.ones_like(lam)
-        for _ in range(64):
-            mid = (lo + hi) / 2
-            above = self._log_snr(mid, xp) > lam
-            lo = xp.where(above, mid, lo)
-            hi = xp.where(above, hi, mid)
-        return (lo + hi) / 2
+        return bisect_decreasing(lambda t: self._log_snr(t, xp), lam, xp)
 
     def _transition_var(self, s: Array, t: Array, xp: Any) -> Array:
         scale = self._alpha(t, xp) / self._alpha(s, xp)
@@ -230,3 +223,14 @@ class AbstractProcess(AbstractLinearSDE):
         return -0.5 * xp.sum(flat**2, axis=1) / self.prior_std**2 - 0.5 * dim * math.log(
             2 * math.pi * self.prior_std**2
         )
+
+
+def bisect_decreasing(fn: Any, target: Array, xp: Any, steps: int = 64) -> Array:
+    """The ``t`` in ``[0, 1]`` with ``fn(t) = target`` for a decreasing ``fn``, elementwise, by ``steps`` bisections."""
+    lo, hi = xp.zeros_like(target), xp.ones_like(target)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        above = fn(mid) > target
+        lo = xp.where(above, mid, lo)
+        hi = xp.where(above, hi, mid)
+    return (lo + hi) / 2
