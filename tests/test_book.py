@@ -101,6 +101,7 @@ CHAPTERS = {
     "likelihood": _SCORE,
     "solvers": _SCORE,
     "graphs": tuple(f"graph_score {name}" for name in SCALES),
+    "checking": _SCORE,
 }
 CASES = [(chapter, p) for chapter, perturbations in sorted(CHAPTERS.items()) for p in perturbations]
 
