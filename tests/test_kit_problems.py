@@ -125,3 +125,39 @@ def test_the_plugin_refuses_unknown_problem_names(pytester):
     result = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-o", "addopts=", "--diffcore-problems=P7")
     result.stderr.fnmatch_lines(["*--diffcore-problems: unknown diffcore problem(s) [[]'P7'[]]*"])
     assert result.ret != 0
+
+
+
+RF = dc.process_from_interpolant(dc.OneSidedInterpolant("linear"))  # alpha = 1 - t, sigma = t: alpha(1) = 0
+STANDARD = dc.Gaussian(np.zeros(2), np.eye(2))
+
+
+def test_the_exact_velocity_is_finite_where_the_schedule_reaches_pure_noise():
+    """Rectified flow has alpha(1) = 0, where f = alpha'/alpha is infinite: the exact velocity there comes from
+    the denoiser, alpha' E[x0|x] - sigma sigma' score, and equals the interpolant's closed-form velocity
+    (b_s = -u_{1-s}); inside (0, 1) it is the score route f x - g^2/2 score, to rounding."""
+    problem = Problem("P1", process=RF)
+    fields = dc.interpolant_fields(dc.OneSidedInterpolant("linear"), STANDARD, problem.data)
+    x = problem.sample_marginal(50, 0.9, rng=0)
+    assert problem.reaches_pure_noise and not Problem("P1").reaches_pure_noise
+    for t in (1.0, 0.5, 1e-3):
+        np.testing.assert_allclose(problem.velocity(x, t), -fields.velocity(x, 1.0 - t), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"infinite at t = 1\.0"):  # what the score route says at t = 1
+        dc.reparametrize(problem.score, RF, source="score", target="velocity")(x, 1.0)
+
+
+def test_the_reference_and_check_sampler_run_to_pure_noise():
+    """On rectified flow from t = 1 (alpha = 0): the DOP853 reference runs on the exact velocity, and
+    flow_matching's samplers are checked there (they get the velocity through Problem.flow_model)."""
+    problem = Problem("P1", process=RF)
+    fields = dc.interpolant_fields(dc.OneSidedInterpolant("linear"), STANDARD, problem.data)
+    x1 = problem.sample_marginal(20, 1.0, rng=1)
+    velocity = dc.reparametrize(dc.reverse_time(fields.velocity, "velocity"), RF, source="velocity")
+    other = dt.reference_ode_solution(dc.ProbabilityFlowODE(RF, velocity), x1, 1.0, 1e-3)
+    assert np.max(np.abs(problem.reference(x1, 1.0, 1e-3) - other)) < 1e-9  # two DOP853 runs at 1e-12
+    di = pytest.importorskip("diffcore.interop")
+    pytest.importorskip("flow_matching")
+    heun = dt.check_sampler(di.sampler_from_flow_matching(RF, method="heun2"), problem, declared_order=2, grid="uniform")
+    assert heun.passed and heun.measured_order > 1.7, heun
+    euler = dt.check_sampler(di.sampler_from_flow_matching(RF, method="euler"), problem, declared_order=2, grid="uniform")
+    assert not euler.passed and "below the declared order 2" in euler.messages[0], euler

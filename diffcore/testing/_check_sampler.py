@@ -173,7 +173,12 @@ def check_sampler(
     other libraries' conventions through :mod:`diffcore.interop`).  It is run on grids of
     ``steps`` steps from ``t_max`` to ``t_min`` (``time_grid(process, s, kind=grid)``, or
     ``sampler.time_grid(s)`` when the sampler chooses its own times), with the problem's exact score,
-    instrumented to count the calls (NFE per point) and record the times they are made at.
+    instrumented to count the calls (NFE per point) and record the times they are made at.  On a
+    problem whose process reaches pure noise (``alpha(1) = 0``, e.g. rectified flow), the sampler
+    gets the exact *velocity* reparametrized as a score (:meth:`Problem.flow_model`): velocity
+    samplers (:mod:`diffcore.interop`'s, :func:`~diffcore.dynamics.velocity_of`) then run from
+    ``t = 1``; a score there does not determine the velocity (``f`` is infinite), so a sampler that
+    asks for the score at ``t = 1`` gets a ``ValueError`` saying so.
 
     ``kind="ode"`` (a deterministic sampler of the probability-flow ODE, Song et al. 2021, eq. 13)
     fails when one of these holds:
@@ -274,9 +279,12 @@ def check_sampler(
 def _sample_run(sampler, problem, ts, n, seed, like, sampler_seed=None):
     """One run: ``x_init`` (exact draws at ``ts[0]``), the recorder and the checked output (NumPy)."""
     x_init = problem.sample_marginal(n, float(ts[0]), rng=seed, like=like)
-    rec = Recorder(problem.score, n)
+    # the exact score behind a counter; for a process that reaches pure noise, the exact velocity behind the
+    # counter, reparametrized as a score (Problem.flow_model): a velocity sampler then never needs f at alpha = 0
+    rec = Recorder(problem.velocity if problem.reaches_pure_noise else problem.score, n)
+    model = problem.flow_model(rec) if problem.reaches_pure_noise else rec
     # an ODE sampler is called without rng (the protocol's default None): it may not take one at all
-    out = sampler(rec, x_init, ts) if sampler_seed is None else sampler(rec, x_init, ts, rng=sampler_seed)
+    out = sampler(model, x_init, ts) if sampler_seed is None else sampler(model, x_init, ts, rng=sampler_seed)
     return x_init, rec, check_sampler_output(out, x_init, len(ts) - 1)
 
 
@@ -407,7 +415,7 @@ def _run_ode(sampler, problem, order, steps, grids, n, seed, like) -> SamplerRep
 
 
 def _diffcore_ode(problem, method, x_init, ts):
-    return integrate(ProbabilityFlowODE(problem.process, problem.score), x_init, ts, method)
+    return integrate(ProbabilityFlowODE(problem.process, problem.flow_model()), x_init, ts, method)
 
 
 def _compare_ode(problem, order, steps, grids, runs, refs):

@@ -8,8 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._parametrization import reparametrize
-from diffcore._validation import check_array, check_choice, check_scalar_time, check_size, check_steps
+from diffcore._array import broadcast_time, is_scalar_time, namespace
+from diffcore._parametrization import convert, reparametrize
+from diffcore._validation import (
+    check_array,
+    check_choice,
+    check_scalar_time,
+    check_size,
+    check_steps,
+    check_time_for,
+)
 from diffcore.distributions import Gaussian, GaussianMixture, exact_denoiser, exact_log_prob, exact_score, marginal
 from diffcore.dynamics import ProbabilityFlowODE
 from diffcore.graphs import GraphLaboratory, GraphSDE, packed_mask, unpack
@@ -246,17 +254,38 @@ class Problem:
 
     @property
     def velocity(self) -> Callable[[Array, Any], Array]:
-        """The probability-flow velocity ``f(t) x - g(t)^2/2 score`` (Song et al. 2021, eq. 13)."""
-        return reparametrize(self.score, self.process, source="score", target="velocity")
+        r"""The exact probability-flow velocity ``u_t(x)`` (Song et al. 2021, eq. 13), finite on all of ``[0, 1]``.
+
+        ``u = f(t) x - g(t)^2/2 score`` where ``alpha(t) > 0``; where the schedule reaches pure
+        noise (``alpha(t) = 0``, e.g. rectified flow at ``t = 1``) ``f`` is infinite and the same
+        field is ``u = alpha' E[x_0 | x] + sigma' E[eps | x] = alpha' E[x_0 | x] - sigma sigma' score``
+        (both exact, no division).
+        """
+        return _ExactVelocity(self.process, self.score, self.x0)
+
+    @property
+    def reaches_pure_noise(self) -> bool:
+        """Whether ``alpha(1) = 0``: the score then cannot give the velocity at ``t = 1`` (``f`` is infinite there)."""
+        return float(self.process.alpha(1.0)) == 0.0
+
+    def flow_model(self, velocity: Callable[[Array, Any], Array] | None = None) -> Callable[[Array, Any], Array]:
+        """The model the kit integrates and hands to samplers: the exact score, or for a process that reaches
+        pure noise the exact velocity (or ``velocity``) reparametrized as a score, from which the
+        probability-flow dynamics and :mod:`diffcore.interop`'s samplers take the velocity itself
+        (:func:`~diffcore.dynamics.velocity_of`), so that ``t = 1`` needs no ``f``.
+        """
+        if not self.reaches_pure_noise:
+            return self.score
+        return reparametrize(self.velocity if velocity is None else velocity, self.process, source="velocity")
 
     def reference(self, x_init: Array, t_start: float, t_end: float) -> np.ndarray:
         """The probability-flow ODE solution from ``x_init (n, d)`` at ``t_start`` to ``t_end`` (NumPy).
 
-        DOP853 at ``rtol = atol = 1e-12`` (:func:`~diffcore.testing.reference_ode_solution`);
-        ``x_init`` is copied to the host in float64.
+        DOP853 at ``rtol = atol = 1e-12`` (:func:`~diffcore.testing.reference_ode_solution`) on
+        :meth:`flow_model`; ``x_init`` is copied to the host in float64.
         """
         x = np.asarray(_host(check_array("x_init", x_init, ndim=2, dim=self.dim)), dtype=np.float64)
-        return reference_ode_solution(ProbabilityFlowODE(self.process, self.score), x, t_start, t_end)
+        return reference_ode_solution(ProbabilityFlowODE(self.process, self.flow_model()), x, t_start, t_end)
 
     # -- the graph view (the "graphs" problem only) --------------------------------------------
     @property
@@ -282,6 +311,31 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"Problem({self.name!r}, process={self.process!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class _ExactVelocity:
+    """``Problem.velocity``: the probability-flow velocity of the exact fields, through ``f`` where ``alpha > 0``."""
+
+    process: AbstractProcess
+    score: Callable[[Array, Any], Array]
+    x0: Callable[[Array, Any], Array]
+
+    def __call__(self, x: Array, t: Any) -> Array:
+        t = check_time_for(t, check_array("x", x, min_ndim=2))
+        p = self.process
+        alpha = p.alpha(t)
+        if bool(alpha > 0) if is_scalar_time(alpha) else bool(namespace(alpha).all(alpha > 0)):
+            return convert(self.score(x, t), x, t, p, source="score", target="velocity")
+        u = broadcast_time(p.d_alpha(t), x) * self.x0(x, t) - broadcast_time(p.sigma(t) * p.d_sigma(t), x) * self.score(
+            x, t
+        )
+        if not bool(namespace(u).all(namespace(u).isfinite(u))):
+            raise ValueError(
+                f"the exact velocity of {type(p).__name__} is not finite at the given times: alpha = 0 at one and "
+                "sigma' infinite at another (evaluate the two ends of the schedule separately)"
+            )
+        return u
 
 
 def _host(a: Array) -> np.ndarray:
