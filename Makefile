@@ -8,7 +8,7 @@
 #   make lint    ruff check
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
 #   make bench-peers  diffcore side by side with diffusers, torchdiffeq and torchsde, in its own
-#                venv .venv-bench (the peers never enter .venv); table in benchmarks/results/bench_peers.md
+#                venv .venv-bench (at the interop extra's pins); table in benchmarks/results/bench_peers.md
 #   make venv    only set up .venv
 #   make clean   remove the build, the caches and the virtual environment
 #
@@ -109,16 +109,18 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
-# The peers live in a separate environment: pinned versions that install from PyPI here, torch kept
-# at the project's pin (pip takes the local CPU build of 2.13.0).  benchmarks/peers/run.py is not a
-# bench_*.py script, so run_all.py (make bench) never imports the peers.
+# The peers live in a separate environment, at the pins of pyproject's `interop` extra (diffusers,
+# torchdiffeq, torchsde: the versions diffcore.interop, which run.py maps the conventions with, is
+# tested against; one list of pins for both), torch kept at the project's pin (pip takes the local CPU
+# build of 2.13.0).  benchmarks/peers/run.py is not a bench_*.py script, so run_all.py (make bench)
+# never imports the peers.  The stray top-level `tests` package of flow-matching's wheel is removed as in .venv.
 BENCH_VENV  ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.stamp
-PEERS       := diffusers==0.42.1 torchdiffeq==0.2.5 torchsde==0.2.6
 
 $(BENCH_STAMP): pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[torch,dev]' $(PEERS) 'torch==2.13.0'
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[torch,dev,interop]' 'torch==2.13.0'
+	rm -rf $(BENCH_VENV)/lib/python*/site-packages/tests
 	touch $@
 
 bench-peers: $(BENCH_STAMP)

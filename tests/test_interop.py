@@ -276,6 +276,23 @@ def test_a_random_eps_network_in_diffusers_and_in_diffcore(lower_order_final, fi
     assert _max(x, x_diffcore) <= _float32_bound(steps, x_diffcore)
 
 
+def test_levels_that_share_a_timestep_are_two_steps():
+    """use_lu_lambdas with 60 steps rounds two levels to one timestep: the scheduler still takes a step
+    between them, and the model reads its running sigma, so the run is DPM-Solver++(2M) on all the levels."""
+    s = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=N, use_lu_lambdas=True)  # ends at sigma = 0
+    s.set_timesteps(60)
+    ks = [int(k) for k in s.timesteps]
+    assert len(set(ks)) < len(ks)  # the premise: a repeated timestep
+    p = di.process_from_diffusers(s)
+    score = dc.exact_score(p, GM)
+    sampler = di.sampler_from_diffusers(s, p)
+    ts = sampler.time_grid(60)
+    assert len(ts) == 61 and np.all(np.diff(ts) < 0) and ts[-1] == 0.0
+    x1 = dc.marginal(p, GM, 1.0).sample(100, rng=0)
+    ref = _diffcore_run(p, score, x1, ts, _pp2m(ts, lower_order_final=False))
+    assert _max(sampler(score, x1, ts), ref) <= _float32_bound(60, ref)
+
+
 @pytest.mark.parametrize("set_alpha_to_one", [False, True])
 @pytest.mark.parametrize("float64", [False, True])
 def test_ddim_is_diffusers_ddim(set_alpha_to_one, float64):

@@ -157,7 +157,11 @@ def test_the_reference_and_check_sampler_run_to_pure_noise():
     assert np.max(np.abs(problem.reference(x1, 1.0, 1e-3) - other)) < 1e-9  # two DOP853 runs at 1e-12
     di = pytest.importorskip("diffcore.interop")
     pytest.importorskip("flow_matching")
-    heun = dt.check_sampler(di.sampler_from_flow_matching(RF, method="heun2"), problem, declared_order=2, grid="uniform")
+    heun = dt.check_sampler(
+        di.sampler_from_flow_matching(RF, method="heun2"), problem, declared_order=2, grid="uniform"
+    )
     assert heun.passed and heun.measured_order > 1.7, heun
-    euler = dt.check_sampler(di.sampler_from_flow_matching(RF, method="euler"), problem, declared_order=2, grid="uniform")
+    euler = dt.check_sampler(
+        di.sampler_from_flow_matching(RF, method="euler"), problem, declared_order=2, grid="uniform"
+    )
     assert not euler.passed and "below the declared order 2" in euler.messages[0], euler

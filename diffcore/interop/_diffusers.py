@@ -268,12 +268,14 @@ class DiffusersSampler:
         table = process_from_diffusers(s).alphas_cumprod
         if getattr(s, "sigmas", None) is not None:
             raw = [float(v) for v in s.sigmas.double()]
-            sig = [v for i, v in enumerate(raw) if i == 0 or v != raw[i - 1]]  # Heun repeats its levels
-            ks = [float(k) for k in s.timesteps]
-            steps = len([k for i, k in enumerate(ks) if i == 0 or k != ks[i - 1]])
-            if len(sig) != steps + 1:
+            # second-order schedulers (HeunDiscreteScheduler: order 2) list each interior level twice, one per
+            # stage; every other scheduler takes one step per pair of consecutive levels, whatever its
+            # (rounded) timesteps say: two levels may share a timestep, the model reads the running sigma
+            heun = getattr(s, "order", 1) == 2
+            sig = [v for i, v in enumerate(raw) if i == 0 or v != raw[i - 1]] if heun else raw
+            if len(set(sig)) != len(sig):
                 raise ValueError(
-                    f"{type(s).__name__} with {steps} steps has a zero-length step: its noise levels {raw} "
+                    f"{type(s).__name__} with {len(sig) - 1} steps has a zero-length step: its noise levels {raw} "
                     f"repeat (e.g. timestep_spacing='linspace' ends at timestep 0 and final_sigmas_type='sigma_min' "
                     f"adds the same level again); use timestep_spacing='trailing'"
                 )
