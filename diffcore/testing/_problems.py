@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import broadcast_time, is_scalar_time, namespace
+from diffcore._array import broadcast_time, namespace
 from diffcore._parametrization import convert, reparametrize
 from diffcore._validation import (
     check_array,
@@ -256,10 +256,10 @@ class Problem:
     def velocity(self) -> Callable[[Array, Any], Array]:
         r"""The exact probability-flow velocity ``u_t(x)`` (Song et al. 2021, eq. 13), finite on all of ``[0, 1]``.
 
-        ``u = f(t) x - g(t)^2/2 score`` where ``alpha(t) > 0``; where the schedule reaches pure
-        noise (``alpha(t) = 0``, e.g. rectified flow at ``t = 1``) ``f`` is infinite and the same
-        field is ``u = alpha' E[x_0 | x] + sigma' E[eps | x] = alpha' E[x_0 | x] - sigma sigma' score``
-        (both exact, no division).
+        ``u = f(t) x - g(t)^2/2 score``; for a schedule that reaches pure noise (``alpha(1) = 0``,
+        e.g. rectified flow) ``f = alpha'/alpha`` is infinite at ``t = 1`` and the same field is
+        taken as ``u = alpha' E[x_0 | x] + sigma' E[eps | x] = alpha' E[x_0 | x] - sigma sigma' score``
+        (no division: finite at ``alpha = 0``, and no ``1/alpha`` amplification of a score error near it).
         """
         return _ExactVelocity(self.process, self.score, self.x0)
 
@@ -324,9 +324,10 @@ class _ExactVelocity:
     def __call__(self, x: Array, t: Any) -> Array:
         t = check_time_for(t, check_array("x", x, min_ndim=2))
         p = self.process
-        alpha = p.alpha(t)
-        if bool(alpha > 0) if is_scalar_time(alpha) else bool(namespace(alpha).all(alpha > 0)):
+        if float(p.alpha(1.0)) > 0:
             return convert(self.score(x, t), x, t, p, source="score", target="velocity")
+        # the schedule reaches pure noise: f = alpha'/alpha blows up towards alpha = 0 and would multiply
+        # any error of the score by 1/alpha there; this form has no such factor
         u = broadcast_time(p.d_alpha(t), x) * self.x0(x, t) - broadcast_time(p.sigma(t) * p.d_sigma(t), x) * self.score(
             x, t
         )
