@@ -128,3 +128,60 @@ def p2() -> dc.Gaussian:
 #: honest way to reach a tight W2 floor on P1); the helpers live in diffcore.testing
 K_ROTATIONS = 8
 ROTATIONS = rotations(K_ROTATIONS)
+
+
+#: the law behind :func:`p1_marginal_floor`: P1's marginal under the VP-SDE at t_min = 1e-3
+P1_MARGINAL_T_MIN, P1_FLOOR_N = 1e-3, 4000
+
+
+@pytest.fixture(scope="session")
+def p1_marginal_floor() -> dc.FloorEstimate:
+    """W2 floor of symmetrised 4000-point samples of P1's VP-SDE marginal at t = 1e-3 (5 repeats, seed 2024).
+
+    The reference of test_sampling_accuracy.py and of the OR test of test_ito_density.py (the same
+    law, size and seed in both): ten W2 problems of 4000 points, computed once per process."""
+    target = dc.marginal(dc.VPSDE(), circle_mixture(), P1_MARGINAL_T_MIN)
+    return dc.w2_floor(Symmetrised(target), P1_FLOOR_N, repeats=5, rng=2024)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist, hand the slow tests out first, one share to each worker; order only, nothing skipped.
+
+    xdist's load scheduler (3.x) gives each of the ``n`` workers a first batch of ``N // n // 4``
+    consecutive tests, then hands out the rest in consecutive batches as workers finish.  In
+    collection order the long tests of test_training.py come last and start when the other
+    worker has run dry (a minute of one busy core at the end of ``make test``).  So the modules
+    with slow tests are dealt round-robin to the workers and put at the head of each worker's
+    first batch (a module's slow tests stay together, so its module fixtures are built once, and
+    slow tests of several modules that use one session fixture of this conftest, such as
+    ``p1_marginal_floor``, go to the same worker); the fast tests fill the batches and balance
+    the end.  Without xdist the order is untouched.  If xdist's batching changes, only the
+    balance suffers: every test still runs.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    fast = [item for item in items if item.get_closest_marker("slow") is None]
+    groups: dict[str, list] = {}  # module -> its slow tests; modules sharing a conftest session fixture merge
+    alias: dict[str, str] = {}
+    for item in slow:
+        key = item.nodeid.split("::")[0]
+        for name in item.fixturenames:  # e.g. p1_marginal_floor: computed once if its users share a worker
+            info = getattr(item, "_fixtureinfo", None)  # pytest's (private) resolved fixtures of a test function
+            defs = info.name2fixturedefs.get(name, ()) if info is not None else ()
+            if defs and defs[-1].scope == "session" and defs[-1].baseid == "tests":
+                key = alias.setdefault(name, key)
+        groups.setdefault(key, []).append(item)
+    shares: list[list] = [[] for _ in range(workers)]
+    for k, group in enumerate(groups.values()):
+        shares[k % workers] += group
+    batch = max(len(items) // workers // 4, 2)  # xdist's first batch per worker
+    ordered: list = []
+    for w, share in enumerate(shares):
+        ordered += share
+        fill = max((w + 1) * batch - len(ordered), 0) if w < workers - 1 else 0
+        ordered += fast[:fill]
+        fast = fast[fill:]
+    items[:] = ordered + fast

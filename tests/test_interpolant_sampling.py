@@ -39,6 +39,8 @@ direction, a wrong field), not discretisation error, which ``test_interpolants.p
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -65,12 +67,11 @@ def _law(way):
     return Symmetrised(target) if symmetrised else target
 
 
-@pytest.fixture(scope="module")
-def floors() -> dict[str, dc.FloorEstimate]:
-    return {
-        "forward": dc.w2_floor(_law("forward"), N, repeats=5, rng=2024),
-        "backward": dc.w2_floor(_law("backward"), N, repeats=5, rng=2025),
-    }
+@functools.cache
+def _floor(way) -> dc.FloorEstimate:
+    """The floor of one direction, computed once per process and only when a test needs it (under
+    xdist a worker may run the tests of one direction only; each floor is 10 W2 problems of 4000 points)."""
+    return dc.w2_floor(_law(way), N, repeats=5, rng={"forward": 2024, "backward": 2025}[way])
 
 
 def _start(way, seed):
@@ -116,11 +117,11 @@ def test_interpolant_sde_drift_is_rotation_equivariant(eps):
 
 @pytest.mark.parametrize("way", list(DIRECTIONS))
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_exact_fields_reach_the_other_end_at_the_w2_floor(floors, way, config):
+def test_exact_fields_reach_the_other_end_at_the_w2_floor(way, config):
     eps, steps = CONFIGS[config]
     x = _run(FIELDS, eps, steps, way, _start(way, seed=10), seed=11)
     w = _w2_to_fresh_exact(x, way, seed=12)
-    floor = floors[way]
+    floor = _floor(way)
     assert w <= RATIO * floor.mean, f"{way} {config}: w2 {w:.4f} vs floor {floor.mean:.4f} +- {floor.stderr:.4f}"
 
 
@@ -134,7 +135,7 @@ WRONG = {
 @pytest.mark.parametrize(
     ("wrong", "config"), [("rho1-radius-3", "ode-heun"), ("rho1-radius-3", "sde-eps1"), ("rho0-std-1.5", "ode-heun")]
 )
-def test_fields_of_other_ends_are_far_above_the_floor(floors, wrong, config):
+def test_fields_of_other_ends_are_far_above_the_floor(wrong, config):
     """The check can fail: the exact fields of a different end law carry the samples to that law.
 
     A circle of radius 3 instead of 4 is at W2 ~1 from P1 (measured 13x the floor); N(0, 1.5^2 I)
@@ -145,4 +146,4 @@ def test_fields_of_other_ends_are_far_above_the_floor(floors, wrong, config):
     eps, steps = CONFIGS[config]
     x = _run(fields, eps, steps, way, _start(way, seed=20), seed=21)
     w = _w2_to_fresh_exact(x, way, seed=22)
-    assert w > 3 * floors[way].mean, (w, floors[way].mean)
+    assert w > 3 * _floor(way).mean, (w, _floor(way).mean)

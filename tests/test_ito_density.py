@@ -17,7 +17,7 @@ from scipy.integrate import quad
 import diffcore as dc
 from diffcore.likelihood import and_weights, ito_log_density, superpose, superposition_weights
 from diffcore.testing import fit_order
-from tests.conftest import PROCESSES, Symmetrised, circle_mixture, symmetrise
+from tests.conftest import P1_MARGINAL_T_MIN, PROCESSES, Symmetrised, circle_mixture, symmetrise
 from tests.strategies import log_density_tables, simplex_weights
 
 T_MIN = 1e-3
@@ -177,7 +177,7 @@ def _half_circles():
 
 
 @pytest.mark.slow
-def test_or_samples_the_mixture_at_the_w2_floor():
+def test_or_samples_the_mixture_at_the_w2_floor(p1_marginal_floor):
     """OR of the two half-circles (equal weights) must sample the full circle mixture.
 
     The problem is symmetric under the 8 rotations (rotation by 45 degrees swaps the models, and OR
@@ -188,7 +188,10 @@ def test_or_samples_the_mixture_at_the_w2_floor():
     p = dc.VPSDE()
     a, b, full = _half_circles()
     target = dc.marginal(p, full, T_MIN)
-    floor = dc.w2_floor(Symmetrised(target), 4000, repeats=5, rng=2024)
+    # the floor of symmetrised 4000-point samples of this target (5 repeats, seed 2024), shared with
+    # test_sampling_accuracy.py through conftest
+    assert T_MIN == P1_MARGINAL_T_MIN
+    floor = p1_marginal_floor
     x0 = p.prior_sample((500, 2), rng=10)
     models = [dc.exact_score(p, a), dc.exact_score(p, b)]
     sol = superpose(p, models, x0, mode="or", steps=1000, rng=11)

@@ -37,7 +37,7 @@ import pytest
 
 import diffcore as dc
 from tests.conftest import K_ROTATIONS as K
-from tests.conftest import Symmetrised, circle_mixture, symmetrise
+from tests.conftest import P1_FLOOR_N, P1_MARGINAL_T_MIN, Symmetrised, circle_mixture, symmetrise
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,10 @@ RATIO = 1.3
 
 
 @pytest.fixture(scope="module")
-def floor() -> dc.FloorEstimate:
-    return dc.w2_floor(Symmetrised(TARGET), N, repeats=5, rng=2024)
+def floor(p1_marginal_floor) -> dc.FloorEstimate:
+    """``w2_floor(Symmetrised(TARGET), N, repeats=5, rng=2024)``, shared with test_ito_density.py (conftest)."""
+    assert (T_MIN, N) == (P1_MARGINAL_T_MIN, P1_FLOOR_N)
+    return p1_marginal_floor
 
 
 def _w2_to_fresh_exact(x: np.ndarray, seed: int) -> float:

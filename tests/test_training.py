@@ -159,9 +159,15 @@ def _exact(process, data, prediction):
     return lambda x, t: dc.convert(score(x, t), x, t, process, source="score", target=prediction)
 
 
+@functools.cache
+def _data_chunk(k):
+    """Chunk ``k`` of the data, drawn once: every loss and field evaluated on chunk ``k`` sees these points."""
+    return DATA.sample(CHUNK, rng=1000 + k, like=torch.empty(0, dtype=F64))
+
+
 def _denoising_loss_at(process, prediction, weighting, t_min=1e-3, t_max=1.0):
     def loss_at(field, k):
-        x0 = DATA.sample(CHUNK, rng=1000 + k, like=torch.empty(0, dtype=F64))
+        x0 = _data_chunk(k)
         kw = {"prediction": prediction, "weighting": weighting, "t_min": t_min, "t_max": t_max}
         return float(denoising_loss(field, x0, process, rng=k, **kw))
 
@@ -261,14 +267,21 @@ INTERPOLANT_CASES = [
 ]
 
 
-def _interpolant_loss_at(name, loss_name, t_min=0.0, t_max=1.0):
-    interpolant, rho0, rho1 = INTERPOLANTS[name]
-    loss_fn = INTERPOLANT_LOSSES[loss_name][0]
+@functools.cache
+def _interpolant_chunk(name, k):
+    """Chunk ``k`` of the end points of interpolant ``name``, drawn once (``x1``, or ``(x0, x1)``)."""
+    _, rho0, rho1 = INTERPOLANTS[name]
     like = torch.empty(0, dtype=F64)
+    x1 = rho1.sample(CHUNK, rng=2000 + k, like=like)
+    return x1 if name == "mirror" else (rho0.sample(CHUNK, rng=3000 + k, like=like), x1)
+
+
+def _interpolant_loss_at(name, loss_name, t_min=0.0, t_max=1.0):
+    interpolant, _, _ = INTERPOLANTS[name]
+    loss_fn = INTERPOLANT_LOSSES[loss_name][0]
 
     def loss_at(field, k):
-        x1 = rho1.sample(CHUNK, rng=2000 + k, like=like)
-        batch = x1 if name == "mirror" else (rho0.sample(CHUNK, rng=3000 + k, like=like), x1)
+        batch = _interpolant_chunk(name, k)
         return float(loss_fn(field, batch, interpolant, rng=k, t_min=t_min, t_max=t_max))
 
     return loss_at

@@ -182,7 +182,10 @@ def _shaper(t: Any):
 
 def _solve(cov: Array, resid: Array) -> Array:
     xp = namespace(resid)
-    return xp.linalg.solve(cov if cov.ndim == 4 else cov[None], resid[..., None])[..., 0]
+    if cov.ndim == 3:  # one time for all points: factor each of the P matrices once, the n points as right-hand sides
+        sol = xp.linalg.solve(cov, xp.permute_dims(resid, (1, 2, 0)))  # (P, d, d) \ (P, d, n)
+        return xp.permute_dims(sol, (2, 0, 1))
+    return xp.linalg.solve(cov, resid[..., None])[..., 0]
 
 
 def _slogdet(cov: Array) -> tuple[Array, Array]:
