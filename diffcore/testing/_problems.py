@@ -315,7 +315,7 @@ class Problem:
 
 @dataclass(frozen=True, eq=False)
 class _ExactVelocity:
-    """``Problem.velocity``: the probability-flow velocity of the exact fields, through ``f`` where ``alpha > 0``."""
+    """``Problem.velocity``: the exact probability-flow velocity (through ``f`` unless ``alpha(1) = 0``)."""
 
     process: AbstractProcess
     score: Callable[[Array, Any], Array]
@@ -333,8 +333,8 @@ class _ExactVelocity:
         )
         if not bool(namespace(u).all(namespace(u).isfinite(u))):
             raise ValueError(
-                f"the exact velocity of {type(p).__name__} is not finite at the given times: alpha = 0 at one and "
-                "sigma' infinite at another (evaluate the two ends of the schedule separately)"
+                f"the exact velocity of {type(p).__name__} is not finite at the given times: sigma sigma' is not "
+                "finite where sigma'(t) is infinite (sigma ~ sqrt(t) at t = 0); evaluate at t > 0"
             )
         return u
 
