@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import broadcast_time, namespace
-from diffcore._parametrization import convert, reparametrize
+from diffcore._parametrization import reparametrize
 from diffcore._validation import (
     check_array,
     check_choice,
@@ -261,7 +261,9 @@ class Problem:
         taken as ``u = alpha' E[x_0 | x] + sigma' E[eps | x] = alpha' E[x_0 | x] - sigma sigma' score``
         (no division: finite at ``alpha = 0``, and no ``1/alpha`` amplification of a score error near it).
         """
-        return _ExactVelocity(self.process, self.score, self.x0)
+        if not self.reaches_pure_noise:
+            return reparametrize(self.score, self.process, source="score", target="velocity")
+        return _PureNoiseVelocity(self.process, self.score, self.x0)
 
     @property
     def reaches_pure_noise(self) -> bool:
@@ -314,8 +316,12 @@ class Problem:
 
 
 @dataclass(frozen=True, eq=False)
-class _ExactVelocity:
-    """``Problem.velocity``: the exact probability-flow velocity (through ``f`` unless ``alpha(1) = 0``)."""
+class _PureNoiseVelocity:
+    """``Problem.velocity`` of a schedule with ``alpha(1) = 0``: ``alpha' E[x_0 | x] - sigma sigma' score``.
+
+    ``f = alpha'/alpha`` blows up towards ``alpha = 0`` and would multiply any error of the score by
+    ``1/alpha`` there; this form has no such factor.
+    """
 
     process: AbstractProcess
     score: Callable[[Array, Any], Array]
@@ -324,10 +330,6 @@ class _ExactVelocity:
     def __call__(self, x: Array, t: Any) -> Array:
         t = check_time_for(t, check_array("x", x, min_ndim=2))
         p = self.process
-        if float(p.alpha(1.0)) > 0:
-            return convert(self.score(x, t), x, t, p, source="score", target="velocity")
-        # the schedule reaches pure noise: f = alpha'/alpha blows up towards alpha = 0 and would multiply
-        # any error of the score by 1/alpha there; this form has no such factor
         u = broadcast_time(p.d_alpha(t), x) * self.x0(x, t) - broadcast_time(p.sigma(t) * p.d_sigma(t), x) * self.score(
             x, t
         )
