@@ -7,8 +7,9 @@
 #                (after make book; installs Debian's chromium when missing)
 #   make lint    ruff check
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
-#   make bench-peers  diffcore side by side with diffusers, torchdiffeq and torchsde, in its own
-#                venv .venv-bench (at the interop extra's pins); table in benchmarks/results/bench_peers.md
+#   make bench-peers  diffcore side by side with the peers (diffusers, k-diffusion, flow_matching,
+#                torchdiffeq, torchsde) and their loop overhead, in its own venv .venv-bench (at the
+#                interop extra's pins); table in benchmarks/results/bench_peers.md
 #   make venv    only set up .venv
 #   make clean   remove the build, the caches and the virtual environment
 #
@@ -110,7 +111,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 # The peers live in a separate environment, at the pins of pyproject's `interop` extra (diffusers,
-# torchdiffeq, torchsde: the versions diffcore.interop, which run.py maps the conventions with, is
+# flow-matching, torchdiffeq, torchsde, and k-diffusion --no-deps as in .venv; torchcfm has no sampler
+# of its own, see run.py: the versions diffcore.interop, which run.py maps the conventions with, is
 # tested against; one list of pins for both), torch kept at the project's pin (pip takes the local CPU
 # build of 2.13.0).  benchmarks/peers/run.py is not a bench_*.py script, so run_all.py (make bench)
 # never imports the peers.  The stray top-level `tests` package of flow-matching's wheel is removed as in .venv.
@@ -120,6 +122,7 @@ BENCH_STAMP := $(BENCH_VENV)/.stamp
 $(BENCH_STAMP): pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[torch,dev,interop]' 'torch==2.13.0'
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps $(KDIFFUSION)
 	rm -rf $(BENCH_VENV)/lib/python*/site-packages/tests
 	touch $@
 

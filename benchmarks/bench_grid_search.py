@@ -1,4 +1,16 @@
-"""Time-grid search: tune on problem A (P1), evaluate on problems B it never saw, at NFE 5 and 10.
+"""Schedule search: tune on a training family, report on held-out problems; and the older P1-tuned tables.
+
+Default run (``python benchmarks/bench_grid_search.py``): a training family of 6 random Gaussian
+mixtures in 2-16 D (:func:`diffcore.search.training_family`, seed 0, VP) is the only thing tuned on.
+For each method (dpm_solver_pp_2m, unipc_3, deis_3, ipndm when registered) at NFE 5 and 10 it
+compares the method's declared default grid, the GITS grid (:func:`diffcore.search.gits_grid_family`,
+DDIM local-error DP), the Align-Your-Steps-style grid (:func:`diffcore.search.optimize_schedule`) and
+the joint search (per-step method among the method / dpm_solver_2 and the score-scale
+coefficients, with the grid); NFE 20 uses the NFE-10 schedules carried by log-linear interpolation.
+Errors: geometric mean over fresh draws of the training family, and on P1, P2 (VP), the 32-D
+unequal-weight mixture and P1 under the VE process (benchmarks/problems.held_out_problems).
+
+``--p1``: also the older tables below (tuned on P1 alone).
 
 VP-SDE, exact scores, ``t`` from 1 to ``t_min = 1e-3``.  A = P1 (200 prior points, pathwise RMS
 error against DOP853).  B = a skewed 3-component anisotropic 2-D mixture (200 points) and P2
@@ -14,6 +26,8 @@ Run: ``python benchmarks/bench_grid_search.py``; tables to stdout and
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 
 import numpy as np
@@ -22,7 +36,7 @@ from problems import PROBLEMS, PROCESS, T_MAX, T_MIN
 from threadpoolctl import threadpool_limits
 
 import diffcore as dc
-from diffcore.search import optimize_grid
+from diffcore.search import gits_grid_family, optimize_grid, optimize_schedule, training_family
 from diffcore.testing import reference_ode_solution
 
 NFES = (5, 10)
@@ -142,6 +156,150 @@ def schedule_table(a: Case, bs: list[Case]) -> Table:
     return out
 
 
+FAMILY_METHODS = tuple(m for m in ("dpm_solver_pp_2m", "unipc_3", "deis_3", "ipndm") if m in dc.SOLVERS)
+FAMILY_NFES = (5, 10)
+JOINT_EXTRA = ("dpm_solver_2",)
+N_TUNE = 16  # tuning points per training problem
+
+
+class Eval:
+    """A problem to report on: exact draws at ``T_MAX``, their DOP853 reference at ``T_MIN``."""
+
+    def __init__(self, name: str, problem, n: int, seed: int) -> None:
+        self.name, self.problem, self.process = name, problem, problem.process
+        self.model = problem.flow_model()
+        self.x = np.asarray(problem.sample_marginal(n, T_MAX, rng=seed), dtype=np.float64)
+        self.ref = problem.reference(self.x, T_MAX, T_MIN)
+
+    def error(self, ts, solver, model=None) -> float:
+        ode = dc.ProbabilityFlowODE(self.process, self.model if model is None else model)
+        try:
+            x = dc.integrate(ode, self.x, ts, solver).x
+        except (FloatingPointError, ValueError):
+            return math.inf
+        err = float(np.sqrt(np.mean(np.sum((x - self.ref) ** 2, axis=1))))
+        return err if math.isfinite(err) else math.inf
+
+
+def _held_out() -> tuple[dict, str]:
+    try:
+        from problems import held_out_problems
+
+        return held_out_problems(), "benchmarks/problems.held_out_problems()"
+    except ImportError:  # not there yet: our own two
+        from diffcore.testing import Problem, anisotropic_mixture, circle_mixture
+
+        return {
+            "mix32": Problem("mix32", PROCESS, data=anisotropic_mixture(32, 4, seed=7)),
+            "VE-P1": Problem("VE-P1", dc.VESDE(), data=circle_mixture()),
+        }, "built in this benchmark (benchmarks/problems.held_out_problems missing)"
+
+
+def family_tables() -> tuple[list[Table], list[str]]:
+    family = training_family(6, rng=0)
+    progress(f"training family dims {[p.dim for p in family]}")
+    train = [Eval(p.name, p, 32, 100 + i) for i, p in enumerate(family)]
+    held, source = _held_out()
+    evals = [
+        Eval("P1", PROBLEMS["P1"], 200, 2),
+        Eval("P2", PROBLEMS["P2"], 50, 2),
+        *(Eval(k, p, 100, 3) for k, p in held.items()),
+    ]
+    notes = [
+        f"training family: 6 mixtures, dims {[p.dim for p in family]}, {N_TUNE} tuning points each (seed 0).",
+        f"held-out problems: P1, P2 (VP), {', '.join(held)} -- {source}.",
+    ]
+    cols = ["method", "NFE", "grid", "search s", "evals", "model NFE", "train gmean", *(e.name for e in evals)]
+    table = Table(
+        "Schedules tuned on the training family only; RMS pathwise error vs DOP853 (t 1 -> 1e-3)",
+        [
+            "default: the method's declared grid; gits: gits_grid_family(steps=NFE, ddim cost, 40 candidates, 32 pts);",
+            "ays: optimize_schedule(methods=m); joint: methods=(m, dpm_solver_2) + score_scale, starts=1, top_k=1;",
+            "NFE 20: the NFE-10 ays/joint fractions interpolated log-linearly (AYS); gits re-solved at 20 steps.",
+            "train gmean: exp(mean log error) over fresh draws (32/problem) of the 6 training problems.",
+            "model NFE: batched model calls the search spent (DOP853 references excluded, listed in the notes).",
+        ],
+        cols,
+    )
+    gits = {}
+    for nfe in (*FAMILY_NFES, 20):
+        progress(f"GITS NFE {nfe}")
+        gits[nfe] = gits_grid_family(family, nfe, method="ddim", candidates=40, n_calib=32, rng=0)
+    summary = {"ays": [0, 0], "joint": [0, 0], "gits": [0, 0]}
+    ref_calls = 0
+    for method in FAMILY_METHODS:
+        tuned = {}
+        for nfe in (*FAMILY_NFES, 20):
+            default = dc.time_grid  # the method's declared grid, at nfe steps
+            kind = dc.get_solver(method).grid
+            rows = {"default": (None, None, None)}
+            rows["gits"] = (gits[nfe], None, None)
+            if nfe in FAMILY_NFES:
+                progress(f"{method} NFE {nfe}: ays")
+                ays = optimize_schedule(family, nfe=nfe, methods=method, n_points=N_TUNE, rng=0)
+                progress(f"{method} NFE {nfe}: joint")
+                joint = optimize_schedule(
+                    family,
+                    nfe=nfe,
+                    methods=(method, *JOINT_EXTRA),
+                    coefficients="score_scale",
+                    n_points=N_TUNE,
+                    starts=1,
+                    top_k=1,
+                    rng=0,
+                )
+                tuned[nfe] = (ays, joint)
+                ref_calls += ays.reference_evaluations + joint.reference_evaluations
+            else:
+                ays, joint = tuned[10]
+            rows["ays"], rows["joint"] = (ays, None, None), (joint, None, None)
+            for name, (res, _, _) in rows.items():
+                errs = []
+                for e in (*train, *evals):
+                    if name == "default":
+                        ts, solver, model = default(e.process, nfe, t_min=T_MIN, kind=kind), method, None
+                    elif name == "gits":
+                        ts, solver, model = res.grid(e.process, t_min=T_MIN, t_max=T_MAX), method, None
+                    else:
+                        steps = None if nfe in FAMILY_NFES else nfe
+                        if steps is not None and len(set(res.methods)) > 1:
+                            errs.append(math.nan)  # a per-step schedule has no other step count
+                            continue
+                        ts = res.grid(e.process, t_min=T_MIN, t_max=T_MAX, steps=steps)
+                        solver = res.solver if steps is None else dc.get_solver(res.methods[0])
+                        model = res.model(e.process, e.model, t_min=T_MIN, t_max=T_MAX)
+                    errs.append(e.error(ts, solver, model))
+                tr = errs[: len(train)]
+                gmean = math.exp(np.mean(np.log(tr))) if all(math.isfinite(v) for v in tr) else math.nan
+                held_errs = errs[len(train) :]
+                if name == "default":
+                    base = held_errs
+                elif not any(math.isnan(v) for v in held_errs):
+                    summary[name][0] += sum(h < b for h, b in zip(held_errs, base, strict=True))
+                    summary[name][1] += len(held_errs)
+                if name == "default":
+                    search = ("-", "-", "-")
+                elif name == "gits":
+                    search = (f"{res.seconds:.1f}", "-", res.model_evaluations)
+                elif nfe not in FAMILY_NFES:
+                    search = ("interp.", "-", "-")
+                else:
+                    search = (f"{res.seconds:.1f}", res.evaluations, res.model_evaluations)
+                label = name
+                if name == "joint" and nfe in FAMILY_NFES:
+                    short = "".join({method: "m", "dpm_solver_2": "2", "dpm_solver_3": "3"}[m] for m in res.methods)
+                    a, b = res.coefficients
+                    label = f"joint {short} a={a:+.3f} b={b:+.3f}"
+                if math.isnan(held_errs[0]):
+                    table.add(method, nfe, label, *search, "per-step: -", *("-" for _ in held_errs))
+                    continue
+                table.add(method, nfe, label, *search, f"{gmean:.3e}", *(f"{v:.3e}" for v in held_errs))
+    notes.append(f"DOP853 references of the searches: {ref_calls} batched model calls.")
+    for name, (won, total) in summary.items():
+        notes.append(f"transfer: {name} beats the default grid on {won} of {total} (method, NFE, held-out) entries.")
+    return [table], notes
+
+
 def main() -> None:
     start = time.perf_counter()
     with threadpool_limits(limits=1):
@@ -151,12 +309,18 @@ def main() -> None:
             "threads pinned to 1: threadpoolctl.threadpool_limits(limits=1).",
         ]
         print("\n".join(header), end="\n\n", flush=True)
-        a = Case("P1", PROBLEMS["P1"].data, 200, 1)
-        bs = [Case("skewed", skewed_mixture(), 200, 2), Case("P2", PROBLEMS["P2"].data, 50, 2)]
-        tables = [transfer_table(a, bs)]
-        print(tables[-1].text(), flush=True)
-        tables.append(schedule_table(a, bs))
-        print(tables[-1].text(), flush=True)
+        tables, notes = family_tables()
+        for t in tables:
+            print(t.text(), flush=True)
+        print("\n".join(notes), flush=True)
+        header += notes
+        if "--p1" in sys.argv:
+            a = Case("P1", PROBLEMS["P1"].data, 200, 1)
+            bs = [Case("skewed", skewed_mixture(), 200, 2), Case("P2", PROBLEMS["P2"].data, 50, 2)]
+            tables.append(transfer_table(a, bs))
+            print(tables[-1].text(), flush=True)
+            tables.append(schedule_table(a, bs))
+            print(tables[-1].text(), flush=True)
     footer = f"bench_grid_search finished in {time.perf_counter() - start:.0f} s"
     write_markdown("bench_grid_search", [*header, footer], tables)
     print(footer)

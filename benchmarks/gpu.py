@@ -26,7 +26,7 @@ Not one of the ``bench_*.py`` scripts, so ``run_all.py`` (``make bench``) never 
    driver makes on purpose — ``x_init`` finite before the loop, one finiteness check of all
    steps after it — run with the debug mode off.  A warm-up run first lets the exact score
    copy its parameters to the device once.
-3. **Throughput** of ``euler``, ``heun``, ``dpm_solver_pp_2m`` and ``euler_maruyama`` in
+3. **Throughput** of ``euler``, ``heun``, ``dpm_solver_pp_2m``, ``ipndm`` and ``euler_maruyama`` in
    float32 for ``10^4 .. 10^7`` points in 2-D and 64-D (sizes that do not fit in free device
    memory are skipped and reported), with two models: ``-x`` (the exact score of
    ``N(0, I)`` under the VP SDE: the cheapest model there is, so the time is the solver's) and
@@ -40,6 +40,8 @@ Not one of the ``bench_*.py`` scripts, so ``run_all.py`` (``make bench``) never 
    * heun: two models 4b; predictor ``x + h f0`` 3b; corrector reads x, f0, f1, writes x1 4b — **11b**;
    * dpm_solver_pp_2m: model 2b; reads x, s, the previous data prediction, writes x1 and the
      new data prediction (kept for the next step) 5b — **7b**;
+   * ipndm: model 2b; reads x, s and the three previous noise predictions, writes x1 and the new
+     noise prediction (kept for the next steps) 7b — **9b**;
    * euler_maruyama: noise written 1b; model 2b; reads x, s, noise, writes x1 4b — **7b**
      (diffcore draws the noise in float64 and casts it: 3 more passes in float32 units).
 """
@@ -61,8 +63,15 @@ from problems import PROBLEMS, PROCESS, T_MIN
 import diffcore as dc
 import diffcore.samplers._driver as driver
 
-THROUGHPUT_SOLVERS = {"euler": 5, "heun": 11, "dpm_solver_pp_2m": 7, "euler_maruyama": 7}
-GRID = {"dpm_solver_pp_2m": "log_snr"}  # the exponential integrators step in log-SNR time
+THROUGHPUT_SOLVERS = {"euler": 5, "heun": 11, "dpm_solver_pp_2m": 7, "ipndm": 9, "euler_maruyama": 7}
+# the exponential integrators step in log-SNR time; iPNDM on the edm (polynomial noise-level) grid
+GRID = {
+    "dpm_solver_pp_2m": "log_snr",
+    "dpm_solver_v3": "log_snr",
+    "unipc_2_bh1": "log_snr",
+    "unipc_3_bh1": "log_snr",
+    "ipndm": "edm",
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -7,6 +7,7 @@ or on a time array of any backend.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,13 +20,30 @@ __all__ = ["evaluate", "fd_derivative"]
 
 
 def evaluate(fn, t: Any) -> Any:
-    """Run a schedule formula ``fn(t, xp)`` on a validated time; floats stay floats."""
+    """Run a schedule formula ``fn(t, xp)`` on a validated time; floats stay floats.
+
+    Scalar times are memoised per ``(fn, t)`` (:func:`_scalar`): a sampler evaluates the same few
+    coefficients at every grid time of every run, and one evaluation costs more (validation,
+    ``np.errstate``, NumPy scalar arithmetic) than the array work of a small step.  A formula of an
+    unhashable owner (a process holding arrays) is evaluated every time.
+    """
+    if is_scalar_time(t) and not isinstance(t, (bool, np.bool_)):
+        try:
+            return _scalar(fn, float(t))
+        except TypeError:  # unhashable owner of fn
+            return _scalar.__wrapped__(fn, float(t))
+    t = check_time(t)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return fn(t, namespace(t))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar(fn, t: float) -> float:
+    """``fn`` at the scalar time ``t`` (validated), as a float; see :func:`evaluate`."""
     t = check_time(t)
     # singular ends are part of the mathematics (log_snr(0) = inf, sigma'(0) = inf): no warnings
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if is_scalar_time(t):
-            return float(fn(np.float64(t), np))
-        return fn(t, namespace(t))
+        return float(fn(np.float64(t), np))
 
 
 _NODES = (-2.0, -1.0, 0.0, 1.0, 2.0)

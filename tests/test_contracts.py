@@ -522,6 +522,27 @@ row(
     out=None,
 )
 row(
+    "diffcore.EmpiricalModelStatistics",
+    lambda lambdas: dc.EmpiricalModelStatistics(lambdas, np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2))),
+    {"lambdas": [-1.0, 0.0, 1.0]},
+    {"lambdas": "grid"},
+    out=None,
+)
+row(
+    "diffcore.model_statistics",
+    lambda lambdas, rng: dc.model_statistics(VP, SCORE, X, lambdas, rng=rng),
+    {"lambdas": [-1.0, 0.0, 1.0], "rng": 0},
+    {"lambdas": "grid", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.exact_model_statistics",
+    lambda lambdas, n, rng: dc.exact_model_statistics(VP, GM, lambdas, n=n, rng=rng),
+    {"lambdas": [-1.0, 0.0, 1.0], "n": 8, "rng": 0},
+    {"lambdas": "grid", "n": "size", "rng": "rng"},
+    out=None,
+)
+row(
     "diffcore.time_grid",
     lambda steps, t_min, kind: dc.time_grid(VP, steps, t_min=t_min, kind=kind),
     {"steps": 4, "t_min": 1e-3, "kind": "log_snr"},

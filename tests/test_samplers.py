@@ -79,7 +79,19 @@ ODE_STEPS = {1: (100, 200, 400, 800), 2: (100, 200, 400, 800), 3: (100, 200, 400
 #: 3.55, 3.11, 2.97 from 400 to 6400 steps (errors 1.7e-7 ... 1.5e-11); on 1600-6400 it fits 3.09.
 #: Its smallest error is then only ~30x the 1e-13 reference's error (~4e-13, from a 1e-14 run), so
 #: these cases use that reference and a factor 30: a 3 % error moves the fitted slope by < 0.02.
-LATE_ASYMPTOTIC = {("dpm_solver_pp_3m", "P2-vp"): (1600, 3200, 6400)}
+#: ipndm on P1-ve: its DDIM first step (local error O(h^2) times C / rho^3, rho(1) = sigma_max = 10
+#: under VE, ~150 under VP) keeps a second-order term with a small constant that meets the O(h^3)
+#: term of its equal-step weights: local slopes reach 2 only from ~800 steps (fit 1.60 on 100-800,
+#: 2.00 on 1600-6400).
+LATE_ASYMPTOTIC = {("dpm_solver_pp_3m", "P2-vp"): (1600, 3200, 6400), ("ipndm", "P1-ve"): (1600, 3200, 6400)}
+
+#: The slope a solver shows on a problem when its declared order is not observable there.
+#: dpm_solver_v3 (no statistics: the multistep predictor of order 3 with its corrector) on P2: the
+#: third-order error term is so small on this Gaussian that the fourth-order one dominates down to
+#: the reference's floor, like dpm_solver_pp_3m's (above) but longer: fits 3.92 on 100-800 steps and
+#: 3.83 on 1600-6400, where the error (3.2e-12) is within 10x of the 1e-13 reference's (4.4e-13).
+#: On the mixtures it is 3 (P1-vp 3.01, 100-800).
+OBSERVED_ORDER = {("dpm_solver_v3", "P2-vp"): 4}
 
 #: (process, data) pairs: P1 (2-D 8-component circle mixture) under three processes, and the
 #: 64-D Gaussian P2 (eigenvalues in [0.01, 4], so a stiff score near t_min) under VP.
@@ -131,7 +143,72 @@ def test_ode_solver_pathwise_order(method, problem):
     # < 0.01 (0.03), the slope by less
     assert min(errors) > (30 if late else 100) * ref_error, (errors, ref_error)
     slope = fit_order(steps, errors)
+    order = OBSERVED_ORDER.get((method, problem), order)
     assert abs(slope - order) < ORDER_TOL, f"{method} on {problem}: slope {slope:.3f}, declared {order}; {errors}"
+
+
+#: The default grid (``sample(..., grid=None)``: the solver's declared ``grid``) at the step counts
+#: people use, 32-256, on P1 and P2 under VP.  RMS pathwise error over the points (the measure of
+#: the peers benchmark).  The declared order must be *reached* in this range: the error falls at
+#: every doubling from 32 steps, some local slope between consecutive counts is within ORDER_TOL of
+#: the order or above it, and the fit over all four counts is no more than 0.5 below the order (a
+#: method of one order less fails both).  Why not the fit within ORDER_TOL: on P1 (eight modes of
+#: std 0.3, the paths choose their mode where sigma/alpha ~ 1) 32 steps are still pre-asymptotic for
+#: the third-order multistep methods, from below or from above: RMS local slopes on the log-SNR grid
+#: deis_3 2.17, 2.60, 2.83 (fit 2.54), unipc_3 2.31, 2.81, 2.96 (fit 2.71), dpm_solver_v3 (no
+#: statistics) 3.89, 4.52, 2.71 (fit 4.07); on P2 every fit is within 0.15 of the order from 32 steps,
+#: or above it (dpm_solver_pp_3m 3.94, see LATE_ASYMPTOTIC).  That the asymptotic slope is not
+#: higher than declared is test_ode_solver_pathwise_order's to check.  A solver on a grid that does
+#: not fit it fails here: dpm_solver_pp_3m on the uniform grid has local slopes 0.75, 2.12, 2.63 on P1.
+DEFAULT_GRID_STEPS = (32, 64, 128, 256)
+
+
+def _rms_error(x, ref) -> float:
+    return float(np.sqrt(np.mean(np.sum((np.asarray(x) - ref) ** 2, axis=1))))
+
+
+@pytest.mark.parametrize("problem", ["P1-vp", "P2-vp"])
+@pytest.mark.parametrize("method", ODE_SOLVERS)
+def test_default_grid_reaches_the_order_at_32_to_256_steps(method, problem):
+    process, score, x_init, ref, ref_error = _ode_problem(problem)
+    order = dc.SOLVERS[method].order
+    errors = [_rms_error(dc.sample(process, score, x_init, method=method, steps=n).x, ref) for n in DEFAULT_GRID_STEPS]
+    assert min(errors) > 100 * ref_error, (errors, ref_error)
+    local = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    grid = dc.SOLVERS[method].grid
+    where = f"{method} on {problem}, default grid {grid!r}: errors {errors}, local slopes {np.round(local, 2)}"
+    assert np.all(local > 0), where
+    assert np.max(local) > order - ORDER_TOL, where
+    assert fit_order(DEFAULT_GRID_STEPS, errors) > order - 0.5, where
+
+
+def test_sample_uses_the_declared_grid_by_default():
+    """``grid=None`` is the solver's ``grid``; an explicit grid overrides it; an unknown one is refused."""
+    process, score, x_init, _, _ = _ode_problem("P1-vp")
+    for method in ("dpm_solver_pp_2m", "edm_heun", "euler"):
+        default = dc.sample(process, score, x_init, method=method, steps=7)
+        kind = dc.SOLVERS[method].grid
+        np.testing.assert_array_equal(default.ts, dc.time_grid(process, 7, kind=kind))
+        other = next(g for g in dc.GRIDS if g != kind)
+        assert not np.allclose(dc.sample(process, score, x_init, method=method, steps=7, grid=other).ts, default.ts)
+    with pytest.raises(ValueError, match="unknown grid 'log-snr'; known: edm, log_snr, uniform"):
+        dc.sample(process, score, x_init, method="ddim", steps=4, grid="log-snr")
+
+
+def test_nfe_budget():
+    """``nfe=`` buys ``nfe / nfe_per_step`` steps; a budget that is not a multiple, or too small, is refused."""
+    process, score, x_init, _, _ = _ode_problem("P1-vp")
+    sol = dc.sample(process, score, x_init, method="rk4", nfe=12)
+    assert (sol.nfe, len(sol.ts) - 1) == (12, 3)
+    np.testing.assert_array_equal(sol.x, dc.sample(process, score, x_init, method="rk4", steps=3).x)
+    with pytest.raises(ValueError, match=r"nfe must be a multiple of rk4's 4 evaluations per step; got nfe=10 "):
+        dc.sample(process, score, x_init, method="rk4", nfe=10)
+    with pytest.raises(ValueError, match=r"multiple of heun's 2 evaluations per step; got nfe=1 \(nearest: 2 or 2\)"):
+        dc.sample(process, score, x_init, method="heun", nfe=1)
+    with pytest.raises(TypeError, match="exactly one of steps and nfe"):
+        dc.sample(process, score, x_init, method="heun", nfe=4, steps=2)
+    with pytest.raises(TypeError, match="exactly one of steps and nfe"):
+        dc.sample(process, score, x_init, method="heun")
 
 
 # -- weak orders of the stochastic solvers, exactly ------------------------------------------
@@ -376,7 +453,7 @@ def test_nan_from_the_score_names_the_step(method, step):
     """The first score call of step ``step`` returns NaN: the error names that step and its times."""
     steps = 4
     nan_at = (step - 1) * dc.get_solver(method).nfe_per_step + 1
-    ts = dc.time_grid(PROC, steps, t_min=T_MIN)
+    ts = dc.time_grid(PROC, steps, t_min=T_MIN, kind=dc.SOLVERS[method].grid)  # sample's default grid
     with pytest.raises(FloatingPointError) as info:
         dc.sample(PROC, CountingScore(SCORE, nan_at), _x(), method=method, steps=steps, rng=0)
     msg = str(info.value)

@@ -1,105 +1,122 @@
-"""Side by side: diffcore's samplers against diffusers, torchdiffeq and torchsde on P1/P2 (issue 7).
+"""All the peers in one table: diffcore's ODE samplers against diffusers, k-diffusion, flow_matching,
+torchdiffeq (also in log-SNR and sigma/alpha time) and torchsde (issues 7 and 14).
 
 Run with ``make bench-peers`` (it builds the separate environment ``.venv-bench`` with the peers;
 this file lives in ``benchmarks/peers/`` so that ``benchmarks/run_all.py``, which globs
 ``benchmarks/bench_*.py`` only, never picks it up).  Tables to stdout and to
 ``benchmarks/results/bench_peers.md``.  Threads are pinned to 1 (``torch.set_num_threads(1)`` and
-``threadpoolctl.threadpool_limits(1)``).
+``threadpoolctl.threadpool_limits(1)``).  ``python benchmarks/peers/run.py --quick`` runs P1 only at
+NFE 5 and 10 without the timing (a smoke run, under a minute); ``--problems linear,mix32`` and
+``--nfe 5,10`` choose problems and budgets (any option: no timing, no markdown written).  The full
+run (NFE 5, 10, 20, 50 on five problems, and the loop overhead) takes about 2.5 minutes on 2 cores.
 
-Common problem
---------------
-VP-SDE(0.1, 20) (``benchmarks/problems.py``), P1 (2-D circle mixture) and P2 (64-D Gaussian), the
-exact score of ``diffcore.exact_score``; every method integrates from ``t_s = 1`` to
-``t_e = 1e-3`` (the interval of ``bench_fast_solvers``), starting from the same points
-``x_1 ~`` the exact law at ``t = 1``.  Pathwise reference: ``diffcore.testing.reference_ode_solution``
-(SciPy DOP853, rtol = atol = 1e-12) of the probability-flow ODE from those points.  w2: exact W2
-(POT) between the method's points and as many independent exact samples of the law at ``t_e``;
-the floor is W2 between two independent exact sample sets of that size.
+Problems (``benchmarks/problems.py``; every one a :class:`diffcore.testing.Problem`, exact score,
+velocity and DOP853 reference)
+---------------------------------------------------------------------------------------------
+* **P1** (2-D circle mixture) and **P2** (64-D anisotropic Gaussian) under VP-SDE(0.1, 20);
+* **linear**: P1's data under the linear path ``alpha = 1 - t``, ``sigma = t`` (rectified flow,
+  flow_matching's ``CondOTProbPath`` and torchcfm's ``ConditionalFlowMatcher(sigma=0)`` in the
+  other clock).  ``alpha(1) = 0``: the log-SNR is infinite at ``t = 1`` and ``sigma/alpha`` too.
+  Everyone starts at ``t = 1`` itself from the same points (``N(0, I)``, the exact law there): no
+  shifted start.  diffcore runs its model ``Problem.flow_model()`` (the exact velocity
+  ``alpha' E[x_0|x] - sigma sigma' score`` reparametrized as a score, which the probability-flow
+  dynamics read back as the velocity: finite at ``alpha = 0``).  What cannot start at ``alpha = 0``
+  is listed in "Variants not compared": the ``log_snr`` and ``edm`` grids (infinite log-SNR), the
+  solvers whose step needs ``lambda(t_max)`` finite, k-diffusion (its ``x / alpha`` variable),
+  torchdiffeq in log-SNR / sigma-over-alpha time, diffusers and torchsde (VP only here);
+* held out, nobody tunes on them (``problems.held_out_problems()``): **mix32** (32-D mixture,
+  weights 0.9 / 0.05 / 0.03 / 0.02, anisotropic components, VP) and **VE-P1** (P1's data under
+  ``VESDE(0.01, 50)``).
+
+Every method integrates from ``t_s = 1`` to ``t_e = 1e-3`` from the same points ``x_1 ~`` the exact
+law at ``t = 1`` (seed 1).  Error: RMS over points of ``|x - x_ref|``, ``x_ref`` the DOP853
+(rtol = atol = 1e-12) solution of the probability-flow ODE from those points (``Problem.reference``).
+W2 (POT, exact) of the best run of each cell to as many exact samples at ``t_e``; floor = W2 between
+two exact sample sets.  NFE = counted model calls ``<=`` the budget; per cell the best variant
+(grid / integration variable / tolerance) is kept and named.
 
 Convention mapping (the heart of the comparison)
 ------------------------------------------------
-*diffusers* (discrete DDPM time ``k = 0..999``, ``alphas_cumprod[k]``), through ``diffcore.interop``:
+*diffusers* (VP problems only: the schedulers are built for ``PROCESS``; discrete DDPM time
+``k = 0..999``, ``alphas_cumprod[k]``), through ``diffcore.interop``:
 
 * the schedulers get ``trained_betas = diffusers_betas(PROCESS, 1000)``, the exact discretisation of
-  VP-SDE(0.1, 20) on ``t_k = (k + 1)/1000``: ``beta_k = 1 - alpha(t_k)^2 / alpha(t_{k-1})^2``
-  (``alpha(t_{-1}) = alpha(0) = 1``), so that ``alphas_cumprod[k] = alpha(t_k)^2``: timestep 999 is
-  ``t = 1`` and timestep 0 is ``t = 1e-3`` exactly (up to diffusers' float32 cumprod).
-  (``beta_schedule="linear"`` with 1e-4..0.02 is the same SDE to first order only: its
-  ``alphas_cumprod[999] = e^{-10.117}`` corresponds to ``t = 1.0067 > 1``, outside diffcore's ``[0, 1]``.)
-* the model given to a scheduler is ``model_for_diffusers(score, PROCESS, scheduler, "epsilon")``: the
-  EXACT eps-prediction of the scheduler's *own* current noise level.  At each call it reads the level
-  the scheduler is using at that moment (``alphas_cumprod[timestep]`` for DDIM, ``sigmas[step_index]``,
-  ``abar = 1/(1 + sigma^2)``, for the sigma-based schedulers), finds the continuous ``t`` with
-  ``log_snr(t) = log(abar/(1 - abar))`` (``VPSDE.log_snr_inverse``, clipped to ``[0, 1]``, which moves
-  ``t`` by float32 rounding at most) and returns ``eps = -sigma(t) score(x, t)``.  Marginals depend on
-  (alpha, sigma) only, so this is the exact model for whatever (rounded, interpolated, Karras...) grid
-  the scheduler uses.
-* level -> ``t``: ``sampler_from_diffusers(scheduler, PROCESS).time_grid(steps)`` is the grid of diffcore
-  times (same log-SNR) of the levels the scheduler steps through; it refuses grids with a zero-length
-  step.  Each run's first and last time must be ``t = 1`` (to 1e-5) and ``t = 1e-3`` (to 1e-6); a
-  grid variant that ends elsewhere or has a zero-length step (the Karras grids with
-  ``final_sigmas_type="sigma_min"``, which repeat their last sigma) is rejected and listed, not
-  compared on another interval.  (Levels that share a rounded timestep, as ``use_lu_lambdas`` with
-  50 steps gives at ``..., 1, 1, 0``, are distinct steps: the model reads the running sigma.)
-  diffusers' float32 ``alphas_cumprod[0]`` is the level of ``t = 1.0002e-3``: that run's pathwise
-  reference ends at that time.  Its
-  ``alphas_cumprod[999]`` lies 7e-7 (relative) beyond ``alpha(1)^2``: ``t`` is clipped to 1 there,
-  and the library maps states between the two scalings (``x_vp = x_t sqrt(abar)/alpha(t)``, a factor
-  ``1 - 3.5e-7`` at that level, 1 to rounding elsewhere).
-* the runs: ``sampler_from_diffusers(...)(score, x_1, ts)`` runs the scheduler's loop
-  (``scale_model_input``, model, ``step``) from ``x_1`` on its grid ``ts``, with the variable
-  mapping of the variance-exploding schedulers (Euler steps ``x_ve = x_vp/sqrt(abar)``: the library
-  maps ``x_1`` in and the result back).  Heun alone is run by hand (its last step jumps to
-  ``sigma = 0``, which the benchmark leaves out): the same scheduler and ``model_for_diffusers``,
-  ``x_ve = x_vp/alpha(t)`` at both ends, stopped after ``2m`` model calls.
+  VP-SDE(0.1, 20) on ``t_k = (k + 1)/1000`` (``alphas_cumprod[k] = alpha(t_k)^2``): timestep 999 is
+  ``t = 1`` and timestep 0 is ``t = 1e-3`` (up to diffusers' float32 cumprod: its last level is
+  ``t = 1.0002e-3``, and that run's reference ends there);
+* the model is ``model_for_diffusers(score, PROCESS, scheduler, "epsilon")``: the exact eps-prediction
+  of the level the scheduler is at (``alphas_cumprod[timestep]`` or ``sigmas[step_index]``, mapped to
+  the continuous ``t`` of the same log-SNR), so it is exact on any grid the scheduler uses;
+* the runs: ``sampler_from_diffusers(...)(score, x_1, ts)`` on the scheduler's own grid
+  ``time_grid(steps)``, with the variance-exploding state mapping of the sigma-based schedulers; Heun
+  by hand, stopped after its ``2m`` calls before its jump to ``sigma = 0``.  End points:
+  DDIM ``timestep_spacing="trailing"``, ``set_alpha_to_one=False``; DPMSolverMultistep and UniPC
+  ``final_sigmas_type="sigma_min"``; Euler custom timesteps ``linspace(999, 0, n + 1)[:-1]``; a variant
+  whose grid does not run ``1 -> 1e-3`` or has a zero-length step is rejected and listed.  Variants:
+  default spacing, ``use_karras_sigmas``, ``use_lu_lambdas`` where the scheduler has them.
 
-End points: DDIM with ``timestep_spacing="trailing"`` (starts at 999) and ``set_alpha_to_one=False``
-(its last step lands on ``final_alpha_cumprod = alphas_cumprod[0]``, i.e. ``t = 1e-3``);
-DPMSolverMultistep and UniPC with ``final_sigmas_type="sigma_min"`` (last sigma = that of
-``alphas_cumprod[0]``); DEIS appends that sigma itself; Euler gets custom timesteps
-``linspace(999, 0, n + 1)[:-1]`` and ``final_sigmas_type="sigma_min"`` (so ``n`` steps, none of zero
-length); Heun (no ``final_sigmas_type``) gets custom timesteps ``linspace(999, 0, m + 1)`` and is
-stopped after its ``2m`` model calls, before its extra step to ``sigma = 0``.  (Custom timesteps: a
-subclass whose ``set_timesteps(n)`` sets them, so that ``sampler_from_diffusers`` runs that grid.)
-NFE = counted model calls <= the budget.  Variants tried (best kept, named in the table): the default
-spacing (uniform in ``k``, i.e. uniform in ``t``) and ``use_karras_sigmas`` / ``use_lu_lambdas``
-where the scheduler has them.
+*k-diffusion* (``sample_dpmpp_2m``, ``sample_heun``, ``sample_lms``, ``sample_dpm_adaptive``; loaded by
+``diffcore.interop.import_kdiffusion_sampling``; problems with ``alpha(1) > 0``: VP and VE):
+variance-exploding variable ``x_ve = x / alpha``, ``sigma_ve = sigma / alpha`` (Karras et al. 2022,
+sec. 4); the model is ``denoiser_for_kdiffusion(score, process)``, ``D(x_ve, sigma_ve) = (x_t + sigma_t^2
+score(x_t, t)) / alpha_t`` at the ``t`` with ``sigma_t / alpha_t = sigma_ve`` (exact).  Grids: k-diffusion's
+own ``get_sigmas_karras(n, sigma_ve(1e-3), sigma_ve(1), rho=7)`` without its appended 0 (the run ends at
+``t = 1e-3``, not at ``sigma = 0``), and diffcore's ``uniform`` / ``log_snr`` / ``edm`` grids mapped to
+``sigma_ve`` (``sampler_from_kdiffusion``).  ``sample_heun`` takes Heun steps (2 calls) on every
+interval (its Euler branch is only for a final ``sigma = 0``); ``sample_lms`` is 4th-order linear
+multistep in ``sigma``.  ``sample_dpm_adaptive(model, x_1/alpha(1), sigma_ve(1e-3), sigma_ve(1))``
+(order 3, ``eta = 0``: deterministic) over a sweep of ``rtol = atol``: per budget the most accurate
+run within it.
 
-*torchdiffeq* integrates ``du`` with ``u = 1 - t`` (increasing, ``u: 0 -> 1 - 1e-3``) the velocity
-``velocity_for_flow_matching(v)(x, u) = -v(x, 1 - u)`` (``diffcore.interop``; flow matching's clock,
-noise at ``u = 0``) of ``v = reparametrize(score, PROCESS, source="score", target="velocity")
-= f(t) x - g(t)^2/2 score(x, t)``, the probability-flow ODE of diffcore's ``ProbabilityFlowODE``
-with the same exact score (torch).  Fixed-grid ``euler``,
-``midpoint``, ``rk4`` (torchdiffeq's 3/8-rule, 4 evaluations) with ``steps = NFE // evals`` on
-the grid uniform in ``t`` and on the grid uniform in log-SNR (``grid_constructor``), best kept;
-``dopri5`` over a sweep of ``rtol = atol``: per budget the most accurate run whose counted NFE is
-within the budget (its actual NFE is printed).
+*flow_matching* (``flow_matching.solver.ODESolver``; all problems): noise at ``s = 0``, data at
+``s = 1``: ``s = 1 - t``, the model ``velocity_for_flow_matching(v)``, ``u(x, s) = -v(x, 1 - s)``
+(``diffcore.interop``) of the exact probability-flow velocity ``v = Problem.velocity`` (for the linear
+path the form that is finite at ``alpha = 0``), on ``time_grid = 1 - ts`` with ``step_size=None``:
+the fixed-grid methods ``euler`` (1 call per step), ``midpoint`` (2), ``heun3`` (3), ``rk4`` (4, the
+3/8 rule) step exactly on ``1 - ts`` for ``ts`` = diffcore's ``uniform`` / ``log_snr`` / ``edm`` grids
+(where they exist); ``dopri5`` on ``[0, 1 - 1e-3]`` over a sweep of ``rtol = atol`` (its velocity clips
+``s`` to ``[0, 1]``: the initial-step heuristic probes beyond the end).
 
-*torchsde* integrates the reverse SDE ``dx = [f x - g^2 score] dt + g dW-bar`` in ``u = 1 - t``
-(``drift = -(f x - g^2 score)``, diagonal noise ``g``), with ``euler`` (Itô) and
-``reversible_heun`` (Stratonovich; the noise is additive, so both are the same SDE), fixed
-``dt = (1 - 1e-3)/steps``.  SDE samplers have no pathwise reference against the ODE: they are
-compared by w2 to exact samples only (pathwise column "—"), together with diffcore's
-``euler_maruyama`` and ``ancestral`` at the same NFE.  reversible_heun spends one extra
-evaluation at the start: ``steps = NFE - 1``.
+*torchdiffeq* ``odeint`` fixed-grid ``euler``, ``midpoint``, ``rk4`` in three integration variables:
 
-*diffcore*: every deterministic affine-process solver of ``dc.SOLVERS`` on the grids
-``uniform``, ``log_snr``, ``edm`` with ``steps = NFE // nfe_per_step``; the best (solver, grid)
-per budget is the "best diffcore" of the ratio table.
+* ``t-time``: ``w = 1 - t`` and the model ``velocity_for_flow_matching(v)`` (as flow_matching), on the
+  grids ``uniform`` / ``log_snr`` / ``edm`` (the old "log_snr" row was this: a grid uniform in lambda,
+  but Runge-Kutta stages in ``t``);
+* ``λ-time``: the change of variables ``w = lambda(t) = log(alpha^2/sigma^2)``, ``dx/dw = v(x, t(w)) /
+  lambda'(t)``, ``lambda' = 2 (alpha'/alpha - sigma'/sigma)``, ``t(w) = process.log_snr_inverse(w)``: the
+  stages sit at intermediate lambda, not intermediate t (the strongest peer of issue 14);
+* ``ρ-time``: ``w = -rho(t)``, ``rho = sigma/alpha = e^{-lambda/2}`` (EDM's variable),
+  ``dx/dw = v / (rho lambda'/2)``;
 
-Timing: 10 000 points, P1 (2-D) and P2 (64-D), torch float64 on the CPU for every library
-(diffcore also with NumPy), NFE 20, median of repeats, 1 thread.  The model is timed alone (the
-same exact score callable each library calls, at the same batch); per-step overhead = (time per
-run - NFE * model time) / steps.  A peer's overhead includes the ``diffcore.interop`` adapter it
-calls the score through (``model_for_diffusers``: a few scalar operations and one multiplication of
-``x`` per call; ``velocity_for_flow_matching``: ``f x - g^2/2 score``).
+each on the same three grids (a grid is a set of times; the variable decides where the stages are);
+and ``dopri5`` in ``t``-time over a sweep of ``rtol = atol``.
+
+*torchsde* (VP problems P1, P2; SDE, so W2 only): the reverse SDE ``dx = [f x - g^2 score] dt + g dW``
+in ``u = 1 - t``, ``euler`` (Itô) and ``reversible_heun`` (Stratonovich; additive noise: same SDE),
+fixed ``dt``, beside diffcore's ``euler_maruyama`` and ``ancestral``.
+
+*torchcfm* 1.0.7 has no sampler of its own: its ``ConditionalFlowMatcher`` (``sigma = 0``) is the linear
+path above in flow matching's clock, and its examples integrate the learned velocity with
+``torchdiffeq.odeint`` or ``torchdyn``'s ``NeuralODE``.  The torchdiffeq route is the ``t-time`` torchdiffeq
+rows of the linear problem.  torchdyn 1.0.6 is not installed: it requires ``pytorch-lightning``,
+``torchcde`` and ``torchvision`` (PyPI's torchvision pins its own torch build and would replace the
+CPU ``torch==2.13.0`` of this environment), so torchcfm's torchdyn route is not measured.
+
+*diffcore*: every solver of ``dc.SOLVERS`` that is not stochastic and whose declared requirements
+(``requires.unmet``) the problem's ``ProbabilityFlowODE`` meets, with ``steps = NFE // nfe_per_step``,
+run by ``dc.integrate`` on each grid of ``DC_GRIDS``: ``uniform``, ``log_snr``, ``edm`` and ``default`` (the
+solver's declared ``grid``; skipped where it is the same grid as one already run).  ``DC_GRIDS`` is a list
+of ``(label, function(solver, process, steps, t_min, t_max) -> ts)``: add a searched schedule by
+appending a pair.
+
+Loop overhead per NFE: ``benchmarks/peers/overhead.py`` (trivial linear model, 10^4 points, 2-D and
+64-D, torch float32 and float64, NumPy float64, 1 thread); its header says how.
 """
-
-# ruff: noqa: B023  (closures are called inside the loop iteration that defines them)
 
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from importlib.metadata import version
@@ -107,36 +124,79 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _report import DASH, Table, machine_lines, progress, write_markdown  # noqa: E402
-from problems import PROBLEMS, PROCESS  # noqa: E402
+from problems import PROBLEMS, PROCESS, held_out_problems, linear_path_problem  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import diffcore as dc  # noqa: E402
 from diffcore.interop import (  # noqa: E402
+    denoiser_for_kdiffusion,
     diffusers_betas,
+    import_kdiffusion_sampling,
     model_for_diffusers,
     sampler_from_diffusers,
+    sampler_from_kdiffusion,
     velocity_for_flow_matching,
 )
-from diffcore.testing import reference_ode_solution  # noqa: E402
 
-NFES = (5, 10, 20, 50)
-N_ACC = {"P1": 1000, "P2": 500}
-N_TIME = 10_000
+NFES = (5, 10, 20, 50)  # --nfe 5,10,20 leaves out 50
+N_ACC = {"P1": 1000, "P2": 500, "linear": 1000, "mix32": 500, "VE-P1": 1000}
 SEED = 1
 T_S, T_E = 1.0, 1e-3
 N_TRAIN = 1000
+TOLS = [10.0 ** (-k) for k in np.arange(1.0, 4.5, 0.5)]  # the rtol = atol sweeps of the adaptive peers
 
-DC_ODE = [
-    n
-    for n, c in dc.SOLVERS.items()
-    if not c.stochastic and getattr(c, "processes", "affine") == "affine" and n not in ("hb", "ghvb", "bdia")
+#: the peers whose pathwise error "best peer" is taken over (torchsde is an SDE: W2 only)
+ODE_PEERS = ("diffusers", "k-diffusion", "flow_matching", "torchdiffeq")
+
+
+def _named_grid(kind: str):
+    def grid(solver, process, steps: int, t_min: float, t_max: float) -> np.ndarray:
+        return dc.time_grid(process, steps, t_min=t_min, t_max=t_max, kind=kind)
+
+    return grid
+
+
+def _default_grid(solver, process, steps: int, t_min: float, t_max: float) -> np.ndarray:
+    return dc.time_grid(process, steps, t_min=t_min, t_max=t_max, kind=solver.grid)
+
+
+#: diffcore's grid variants: (label, function(solver, process, steps, t_min, t_max) -> decreasing ts).
+#: A searched schedule is one more pair (its function may ignore ``solver``).
+DC_GRIDS: list[tuple[str, object]] = [
+    ("uniform", _named_grid("uniform")),
+    ("log_snr", _named_grid("log_snr")),
+    ("edm", _named_grid("edm")),
+    ("default", _default_grid),
 ]
+#: the t-grids the peers that take a grid of times run on
+PEER_GRIDS = ("uniform", "log_snr", "edm")
 DC_SDE = ["euler_maruyama", "ancestral"]
-DC_GRIDS = ("uniform", "log_snr", "edm")
+
+
+def all_problems() -> dict:
+    """name -> benchmarks.problems.Problem, in table order."""
+    return {"P1": PROBLEMS["P1"], "P2": PROBLEMS["P2"], "linear": linear_path_problem(), **held_out_problems()}
+
+
+def dc_ode_solvers(problem) -> list[str]:
+    """The deterministic solvers of ``dc.SOLVERS`` whose declared requirements ``problem``'s PF-ODE meets."""
+    dyn = dc.ProbabilityFlowODE(problem.process, problem.flow_model())
+    out = []
+    for name, cls in dc.SOLVERS.items():
+        if cls.stochastic:
+            continue
+        try:
+            solver = dc.get_solver(name)
+        except Exception:  # a solver that needs options to be built: not a default-constructible row
+            continue
+        if solver.requires.unmet(dyn, name) is None:
+            out.append(name)
+    return out
 
 
 class Counter:
@@ -147,9 +207,9 @@ class Counter:
 def counted(score, counter: Counter):
     """``score`` that counts its calls in ``counter.n`` (one call = one model evaluation of the peer)."""
 
-    def f(x, t):
+    def f(x, t, *args, **kwargs):
         counter.n += 1
-        return score(x, t)
+        return score(x, t, *args, **kwargs)
 
     return f
 
@@ -262,32 +322,7 @@ class DiffusersRun:
 
 
 # ----------------------------------------------------------------------------------------------
-# torchdiffeq / torchsde
-
-
-def u_grid(kind: str, steps: int) -> np.ndarray:
-    return 1.0 - dc.time_grid(PROCESS, steps, t_min=T_E, t_max=T_S, kind=kind)
-
-
-def torchdiffeq_run(method: str, score, x1: torch.Tensor, *, steps=None, grid="uniform", tol=None):
-    from torchdiffeq import odeint
-
-    counter = Counter()
-    velocity = dc.reparametrize(counted(score, counter), PROCESS, source="score", target="velocity")
-    u_field = velocity_for_flow_matching(velocity)  # u(x, u) = -v(x, 1 - u)
-
-    def func(u, x):
-        # dopri5's initial-step heuristic probes outside the interval: clip its time to [0, 1]
-        # (the integration itself stays inside: jump_t ends the last step exactly at 1 - t_e)
-        return u_field(x, min(max(float(u), 0.0), 1.0))
-
-    span = torch.tensor([0.0, 1.0 - T_E], dtype=x1.dtype)
-    if method == "dopri5":
-        out = odeint(func, x1, span, method="dopri5", rtol=tol, atol=tol, options={"jump_t": span[1:]})
-    else:
-        g = torch.tensor(u_grid(grid, steps), dtype=x1.dtype)
-        out = odeint(func, x1, span, method=method, options={"grid_constructor": lambda f, y0, t: g})
-    return out[-1], counter.n
+# torchsde
 
 
 class ReverseVPSDE(torch.nn.Module):
@@ -322,6 +357,125 @@ def torchsde_run(method: str, score, x1: torch.Tensor, steps: int, seed: int):
 
 
 # ----------------------------------------------------------------------------------------------
+# torchdiffeq and flow_matching: the probability-flow velocity in an integration variable w
+
+
+class Variable:
+    """An increasing integration variable ``w(t)`` along the run ``t: 1 -> 1e-3``, and ``dx/dw = v / w'(t)``.
+
+    ``"t"``: ``w = 1 - t`` (flow matching's clock; the model is ``velocity_for_flow_matching(v)``);
+    ``"λ"``: ``w = lambda(t)``, ``w' = lambda' = 2 (alpha'/alpha - sigma'/sigma)``;
+    ``"ρ"``: ``w = -rho(t) = -e^{-lambda/2}``, ``w' = rho lambda' / 2``.
+    """
+
+    def __init__(self, name: str, process, velocity) -> None:
+        self.name, self.process = name, process
+        self.u = velocity_for_flow_matching(velocity)  # u(x, s) = -v(x, 1 - s)
+        self.v = velocity
+
+    def w_of_t(self, ts: np.ndarray) -> np.ndarray:
+        if self.name == "t":
+            return 1.0 - ts
+        lam = np.asarray(self.process.log_snr(ts), dtype=np.float64)
+        return lam if self.name == "λ" else -np.exp(-lam / 2)
+
+    def t_of_w(self, w: float) -> float:
+        if self.name == "t":
+            return min(max(1.0 - w, 0.0), 1.0)
+        lam = w if self.name == "λ" else -2.0 * math.log(-w)
+        return float(self.process.log_snr_inverse(lam))
+
+    def dw_dt(self, t: float) -> float:
+        p = self.process
+        a, s = float(p.alpha(t)), float(p.sigma(t))
+        dlam = 2.0 * (float(p.d_alpha(t)) / a - float(p.d_sigma(t)) / s)
+        return dlam if self.name == "λ" else (s / a) * dlam / 2
+
+    def field(self):
+        if self.name == "t":
+            # dopri5's initial-step heuristic probes beyond the end: clip s to [0, 1]
+            return lambda w, x: self.u(x, min(max(float(w), 0.0), 1.0))
+
+        def f(w, x):
+            t = self.t_of_w(float(w))
+            return self.v(x, t) / self.dw_dt(t)
+
+        return f
+
+
+def ode_peer_run(lib: str, method: str, var: Variable, x1: torch.Tensor, *, ts=None, tol=None):
+    """One torchdiffeq ``odeint`` or flow_matching ``ODESolver.sample`` run; ``(x at t_e, counted calls)``."""
+    counter = Counter()
+    f = var.field()
+
+    def func(w, x):
+        counter.n += 1
+        return f(w, x)
+
+    if ts is None:  # adaptive, on [w(1), w(1e-3)]
+        span = torch.tensor(var.w_of_t(np.array([T_S, T_E])), dtype=x1.dtype)
+    else:
+        span = torch.tensor(var.w_of_t(np.asarray(ts)), dtype=x1.dtype)
+    if lib == "flow_matching":
+        from flow_matching.solver import ODESolver
+
+        class U(torch.nn.Module):
+            def forward(self, x, t, **extras):
+                return func(t, x)
+
+        opts = {} if tol is None else {"atol": tol, "rtol": tol}
+        out = ODESolver(velocity_model=U()).sample(x1, step_size=None, method=method, time_grid=span, **opts)
+        return out, counter.n
+    from torchdiffeq import odeint
+
+    if tol is not None:
+        out = odeint(func, x1, span, method=method, rtol=tol, atol=tol, options={"jump_t": span[1:]})
+    else:
+        out = odeint(func, x1, span, method=method)  # fixed-grid methods step exactly on span
+    return out[-1], counter.n
+
+
+PER_STEP = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4}
+FM_METHODS = ("euler", "midpoint", "heun3", "rk4")
+TD_METHODS = ("euler", "midpoint", "rk4")
+
+
+# ----------------------------------------------------------------------------------------------
+# k-diffusion
+
+KD_FIXED = {"sample_dpmpp_2m": 1, "sample_heun": 2, "sample_lms": 1}
+
+
+def kd_karras_ts(process, steps: int, den) -> np.ndarray:
+    """k-diffusion's ``get_sigmas_karras`` between the levels of ``t = 1`` and ``t = 1e-3``, as times."""
+    ks = import_kdiffusion_sampling()
+    smax = float(process.sigma(T_S) / process.alpha(T_S))
+    smin = float(process.sigma(T_E) / process.alpha(T_E))
+    sig = ks.get_sigmas_karras(steps + 1, smin, smax, rho=7.0).double().numpy()[:-1]  # drop the appended 0
+    # k-diffusion computes in float32: its ends are the two levels to float32 rounding; set them exactly
+    sig[0], sig[-1] = smax, smin
+    ts = np.array([den.time_of(float(s)) for s in sig[1:-1]])
+    return np.concatenate([[T_S], ts, [T_E]])
+    return ts
+
+
+def kd_adaptive(process, score, x1: torch.Tensor, tol: float):
+    ks = import_kdiffusion_sampling()
+    counter = Counter()
+    den = denoiser_for_kdiffusion(counted(score, counter), process)
+    a1, a_e = float(process.alpha(T_S)), float(process.alpha(T_E))
+    smax, smin = float(process.sigma(T_S)) / a1, float(process.sigma(T_E)) / a_e
+
+    def model(x, sigma, **extra):
+        # sample_dpm_adaptive takes its end levels through float32 (torch.tensor(sigma_max)): clamp the
+        # levels to the process's range (a move of float32 rounding, ~1e-7 relative, at the two ends only)
+        return den(x, sigma.clamp(smin, smax), **extra)
+
+    out = ks.sample_dpm_adaptive(model, x1 / a1, smin, smax, rtol=tol, atol=tol, disable=True)
+    return out * a_e, counter.n
+
+
+# ----------------------------------------------------------------------------------------------
 # accuracy
 
 
@@ -334,170 +488,291 @@ def fmt(v) -> str:
     return DASH if v is None or not np.isfinite(v) else f"{v:.2e}"
 
 
-def accuracy(pname: str, rejected: list[str]):
-    """results[(library, method)][nfe] = (err, w2, nfe_used, variant)."""
-    problem = PROBLEMS[pname]
+def short(e: Exception) -> str:
+    msg = str(e).split("\n")[0]
+    return f"{type(e).__name__}: {msg[:140]}"
+
+
+class Results:
+    """Every run of one problem: best per (library, method, NFE) with its variant; all diffcore runs too."""
+
+    def __init__(self, pname: str, rejected: dict) -> None:
+        self.pname, self.rejected = pname, rejected
+        self.best: dict = {}  # (lib, method) -> {nfe: [err, w2, used, variant, x]}
+        self.every: dict = {}  # (lib, method, variant, nfe) -> err  (diffcore's default-grid table)
+        self.solvers: list[str] = []  # the diffcore ODE solvers that apply (declared requirements met)
+
+    def reject(self, lib: str, method: str, variant: str, nfe, why: str) -> None:
+        nfes = self.rejected.setdefault((self.pname, lib, method, variant, why), [])
+        if nfe not in nfes:
+            nfes.append(nfe)
+
+    def put(self, lib, method, nfe, x, used, variant, err) -> None:
+        self.every[(lib, method, variant, nfe)] = err
+        cur = self.best.setdefault((lib, method), {}).get(nfe)
+        if cur is None or (err is not None and (cur[0] is None or err < cur[0])):
+            self.best[(lib, method)][nfe] = [err, None, used, variant, x]
+
+
+def accuracy(pname: str, problem, rejected: dict, nfes) -> tuple[Results, float, int]:
+    process = problem.process
     n = N_ACC[pname]
-    x1 = problem.law(T_S).sample(n, rng=SEED)
+    x1 = np.asarray(problem.law(T_S).sample(n, rng=SEED), dtype=np.float64)
     progress(f"{pname}: DOP853 reference ({n} points)")
-    pf = dc.ProbabilityFlowODE(PROCESS, problem.score)
-    ref0 = reference_ode_solution(pf, x1, T_S, T_E)
-    refs: dict = {}
+    refs = {round(T_E, 13): problem.reference(x1, T_S, T_E)}
 
     def ref_at(t_end: float) -> np.ndarray:
-        # diffusers' float32 alphas_cumprod puts its last noise level at t = 1.0002e-3, not 1e-3:
-        # its pathwise reference ends at its own end point (DOP853 from the same x_1)
+        # diffusers' float32 alphas_cumprod puts its last level at t = 1.0002e-3: its reference ends there
         key = round(t_end, 13)
-        if key == round(T_E, 13):
-            return ref0
         if key not in refs:
-            refs[key] = reference_ode_solution(pf, x1, T_S, t_end)
+            refs[key] = problem.reference(x1, T_S, t_end)
         return refs[key]
 
     law_e = problem.law(T_E)
     exact = law_e.sample(n, rng=SEED + 1)
     floor = dc.w2(law_e.sample(n, rng=SEED + 2), exact)
     x1t = torch.as_tensor(x1)
-    score = problem.score
-    res: dict = {}
+    score, model, velocity = problem.score, problem.flow_model(), problem.velocity
+    is_vp = process is PROCESS
+    alpha_pos = float(process.alpha(T_S)) > 0
+    lam_finite = math.isfinite(process.log_snr(T_S))
+    res = Results(pname, rejected)
 
-    def put(lib, method, nfe, x, used, variant, *, pathwise=True, t_end=T_E):
+    def put(lib, method, nfe, x, used, variant, *, t_end=T_E, pathwise=True):
         xn = x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if not np.all(np.isfinite(xn)):
-            rejected.append(f"{pname} {lib} {method} {variant} NFE {nfe}: non-finite output")
+            res.reject(lib, method, variant, nfe, "non-finite output")
             return
-        err = rms(xn, ref_at(t_end)) if pathwise else None
-        key = err if pathwise else None
-        cur = res.setdefault((lib, method), {}).get(nfe)
-        if pathwise and cur is not None and cur[0] is not None and cur[0] <= key:
+        if used > nfe:
+            res.reject(lib, method, variant, nfe, f"used {used} calls > budget")
             return
-        w = dc.w2(xn, exact)
-        if not pathwise and cur is not None and cur[1] <= w:
-            return
-        res[(lib, method)][nfe] = (err, w, used, variant)
+        res.put(lib, method, nfe, xn, used, variant, rms(xn, ref_at(t_end)) if pathwise else None)
 
-    progress(f"{pname}: diffusers")
-    for name in DIFFUSERS:
-        for variant in VARIANTS[name]:
-            for nfe in NFES:
-                try:
-                    r = DiffusersRun(name, variant, nfe)
-                except Exception as e:  # a variant the scheduler does not support at this NFE
-                    why = str(e).split(":")[0] if "zero-length step" in str(e) else str(e)  # not the levels
-                    rejected.append(f"{pname} diffusers {name} {variant} NFE {nfe}: {type(e).__name__}: {why}")
-                    continue
-                if r.calls < 1:
-                    continue
-                if not r.ok():
-                    rejected.append(
-                        f"{pname} diffusers {name} {variant} NFE {nfe}: runs t {r.t_start:.6g} -> {r.t_end:.6g}, "
-                        f"not 1 -> 1e-3 (or a zero-length last step)"
-                    )
-                    continue
-                try:
-                    x, used = r.run(score, x1t)
-                except Exception as e:
-                    rejected.append(f"{pname} diffusers {name} {variant} NFE {nfe}: {type(e).__name__}: {e}")
-                    continue
-                assert used <= nfe, (name, used, nfe)
-                put("diffusers", name, nfe, x, used, variant, t_end=r.t_end)
-
-    progress(f"{pname}: torchdiffeq")
-    for method, per in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
-        for grid in ("uniform", "log_snr"):
-            for nfe in NFES:
-                steps = nfe // per
-                if steps < 1:
-                    continue
-                x, used = torchdiffeq_run(method, score, x1t, steps=steps, grid=grid)
-                assert used <= nfe, (method, used, nfe)
-                put("torchdiffeq", method, nfe, x, used, grid)
-    dopri = []
-    for k in np.arange(1.0, 10.5, 0.5):
-        tol = 10.0 ** (-k)
+    def peer_ts(grid: str, steps: int):
         try:
-            x, used = torchdiffeq_run("dopri5", score, x1t, tol=tol)
-        except Exception as e:
-            rejected.append(f"{pname} torchdiffeq dopri5 tol {tol:.0e}: {type(e).__name__}: {e}")
-            continue
-        dopri.append((used, tol, x))
-    for nfe in NFES:
-        for used, tol, x in dopri:
-            if used <= nfe:
-                put("torchdiffeq", "dopri5", nfe, x, used, f"tol {tol:.0e}")
-        if nfe not in res.get(("torchdiffeq", "dopri5"), {}):
-            rejected.append(
-                f"{pname} torchdiffeq dopri5: no tolerance within NFE {nfe} "
-                f"(fewest: {min(u for u, _, _ in dopri) if dopri else '?'})"
-            )
+            return dc.time_grid(process, steps, t_min=T_E, t_max=T_S, kind=grid)
+        except ValueError as e:
+            return e
 
-    progress(f"{pname}: diffcore ODE")
-    for name in DC_ODE:
-        per = dc.get_solver(name).nfe_per_step
-        for grid in DC_GRIDS:
-            for nfe in NFES:
+    # -- diffusers (VP-SDE(0.1, 20) only)
+    if is_vp:
+        progress(f"{pname}: diffusers")
+        for name in DIFFUSERS:
+            for variant in VARIANTS[name]:
+                for nfe in nfes:
+                    try:
+                        r = DiffusersRun(name, variant, nfe)
+                    except Exception as e:  # a variant the scheduler does not support at this NFE
+                        why = str(e).split(":")[0] if "zero-length step" in str(e) else short(e)
+                        res.reject("diffusers", name, variant, nfe, why)
+                        continue
+                    if r.calls < 1:
+                        continue
+                    if not r.ok():
+                        res.reject("diffusers", name, variant, nfe, "grid does not run 1 -> 1e-3")
+                        continue
+                    try:
+                        x, used = r.run(score, x1t)
+                    except Exception as e:
+                        res.reject("diffusers", name, variant, nfe, short(e))
+                        continue
+                    put("diffusers", name, nfe, x, used, variant, t_end=r.t_end)
+
+    # -- k-diffusion (alpha(1) > 0)
+    if alpha_pos:
+        progress(f"{pname}: k-diffusion")
+        ks = import_kdiffusion_sampling()
+        den = denoiser_for_kdiffusion(score, process)
+        for fname, per in KD_FIXED.items():
+            sampler = sampler_from_kdiffusion(getattr(ks, fname), process)
+            for nfe in nfes:
                 steps = nfe // per
-                if steps < 1:
-                    continue
-                try:
-                    sol = dc.sample(PROCESS, score, x1, method=name, steps=steps, t_min=T_E, t_max=T_S, grid=grid)
-                except ValueError as e:
-                    rejected.append(f"{pname} diffcore {name} {grid} NFE {nfe}: {e}")
-                    continue
-                put("diffcore", name, nfe, sol.x, sol.nfe, grid)
+                for grid in ("karras", *PEER_GRIDS):
+                    ts = kd_karras_ts(process, steps, den) if grid == "karras" else peer_ts(grid, steps)
+                    if isinstance(ts, Exception):
+                        res.reject("k-diffusion", "(every method)", grid, nfe, short(ts))
+                        continue
+                    counter = Counter()
+                    try:
+                        x = sampler(counted(score, counter), x1, ts, rng=SEED)
+                    except Exception as e:
+                        res.reject("k-diffusion", fname, grid, nfe, short(e))
+                        continue
+                    put("k-diffusion", fname, nfe, x, counter.n, grid)
+        runs = []
+        for tol in TOLS:
+            try:
+                runs.append((tol, *kd_adaptive(process, score, x1t, tol)))
+            except Exception as e:
+                res.reject("k-diffusion", "sample_dpm_adaptive", f"tol {tol:.0e}", "-", short(e))
+        for nfe in nfes:
+            for tol, x, used in runs:
+                if used <= nfe:
+                    put("k-diffusion", "sample_dpm_adaptive", nfe, x, used, f"tol {tol:.0e}")
+            if nfe not in res.best.get(("k-diffusion", "sample_dpm_adaptive"), {}):
+                fewest = min((u for _, _, u in runs), default="?")
+                res.reject("k-diffusion", "sample_dpm_adaptive", "all tolerances", nfe, f"fewest calls {fewest}")
+    else:
+        res.reject("k-diffusion", "all samplers", "-", "all", "alpha(1) = 0: no x / alpha variable at the start")
 
-    progress(f"{pname}: SDE samplers")
-    for method in ("euler", "reversible_heun"):
-        for nfe in NFES:
-            steps = nfe - 1 if method == "reversible_heun" else nfe
-            x, used = torchsde_run(method, score, x1t, steps, SEED)
-            if used > nfe:
-                rejected.append(f"{pname} torchsde {method} NFE {nfe}: used {used} evaluations")
-            put("torchsde", method, nfe, x, used, "uniform dt", pathwise=False)
-    for name in DC_SDE:
-        for grid in ("uniform", "log_snr"):
-            for nfe in NFES:
-                sol = dc.sample(PROCESS, score, x1, method=name, steps=nfe, t_min=T_E, t_max=T_S, grid=grid, rng=SEED)
-                put("diffcore", name, nfe, sol.x, sol.nfe, grid, pathwise=False)
+    # -- flow_matching ODESolver and torchdiffeq
+    progress(f"{pname}: flow_matching, torchdiffeq")
+    variables = ["t"] + (["λ", "ρ"] if lam_finite else [])
+    if not lam_finite:
+        res.reject("torchdiffeq", "λ-time, ρ-time", "-", "all", "log-SNR infinite at t = 1")
+    for lib, methods, vars_ in (("flow_matching", FM_METHODS, ["t"]), ("torchdiffeq", TD_METHODS, variables)):
+        for method in methods:
+            for vname in vars_:
+                var = Variable(vname, process, velocity)
+                for grid in PEER_GRIDS:
+                    for nfe in nfes:
+                        steps = nfe // PER_STEP[method]
+                        label = grid if lib == "flow_matching" else f"{vname}-time/{grid}"
+                        if steps < 1:
+                            continue
+                        ts = peer_ts(grid, steps)
+                        if isinstance(ts, Exception):
+                            res.reject(lib, "(every method)", label, nfe, short(ts))
+                            continue
+                        try:
+                            x, used = ode_peer_run(lib, method, var, x1t, ts=ts)
+                        except Exception as e:
+                            res.reject(lib, method, label, nfe, short(e))
+                            continue
+                        put(lib, method, nfe, x, used, label)
+        runs = []
+        var = Variable("t", process, velocity)
+        for tol in TOLS:
+            try:
+                runs.append((tol, *ode_peer_run(lib, "dopri5", var, x1t, tol=tol)))
+            except Exception as e:
+                res.reject(lib, "dopri5", f"tol {tol:.0e}", "-", short(e))
+        for nfe in nfes:
+            for tol, x, used in runs:
+                if used <= nfe:
+                    put(lib, "dopri5", nfe, x, used, f"tol {tol:.0e}")
+            if nfe not in res.best.get((lib, "dopri5"), {}):
+                fewest = min((u for _, _, u in runs), default="?")
+                res.reject(lib, "dopri5", "all tolerances", nfe, f"fewest calls {fewest}")
+
+    # -- diffcore
+    progress(f"{pname}: diffcore ODE")
+    dyn = dc.ProbabilityFlowODE(process, model)
+    res.solvers = dc_ode_solvers(problem)
+    for name in res.solvers:
+        solver = dc.get_solver(name)
+        per = solver.nfe_per_step
+        for nfe in nfes:
+            steps = nfe // per
+            if steps < 1:
+                continue
+            seen = []
+            for label, grid_fn in DC_GRIDS:
+                try:
+                    ts = np.asarray(grid_fn(solver, process, steps, T_E, T_S), dtype=np.float64)
+                except ValueError as e:  # the grid itself cannot be built here: one line for every solver
+                    if label != "default":
+                        res.reject("diffcore", "(every solver)", label, nfe, short(e))
+                    elif solver.grid not in PEER_GRIDS:  # (a named default's failure is listed under its name)
+                        res.reject("diffcore", name, f"default ({solver.grid})", nfe, short(e))
+                    continue
+                same = next((lab for lab, g in seen if g.shape == ts.shape and np.array_equal(g, ts)), None)
+                if same is not None:  # the default grid is one already run: record it under its name too
+                    res.every[("diffcore", name, label, nfe)] = res.every.get(("diffcore", name, same, nfe))
+                    continue
+                seen.append((label, ts))
+                try:
+                    sol = dc.integrate(dyn, x1, ts, name, progress=False)
+                except (ValueError, TypeError, FloatingPointError, ZeroDivisionError) as e:
+                    res.reject("diffcore", name, label, nfe, short(e))
+                    continue
+                put("diffcore", name, nfe, sol.x, sol.nfe, label)
+
+    # -- SDE samplers (VP P1 / P2: W2 only)
+    if is_vp and pname in ("P1", "P2"):
+        progress(f"{pname}: SDE samplers")
+        for method in ("euler", "reversible_heun"):
+            for nfe in nfes:
+                steps = nfe - 1 if method == "reversible_heun" else nfe
+                x, used = torchsde_run(method, score, x1t, steps, SEED)
+                if used > nfe:  # torchsde's extra first call: listed, and compared by W2 anyway
+                    res.reject("torchsde", method, "uniform dt", nfe, f"used {used} calls (W2 compared anyway)")
+                res.put("torchsde", method, nfe, x.numpy(), used, "uniform dt", None)
+        for name in DC_SDE:
+            for nfe in nfes:
+                sol = dc.sample(process, score, x1, method=name, steps=nfe, t_min=T_E, grid="uniform", rng=SEED)
+                res.put("diffcore", name, nfe, np.asarray(sol.x), sol.nfe, "uniform", None)
+
+    # W2 (exact OT, the expensive part) only of the runs the summary names: per NFE the most accurate
+    # diffcore and peer ODE runs, and every SDE run
+    for k in nfes:
+        for libs in ({"diffcore"}, set(ODE_PEERS)):
+            cand = [c[k] for (lib, _), c in res.best.items() if lib in libs and k in c and c[k][0] is not None]
+            if cand:
+                c = min(cand, key=lambda c: c[0])
+                c[1] = dc.w2(c[4], exact)
+    for cells in res.best.values():
+        for c in cells.values():
+            if c[0] is None:
+                c[1] = dc.w2(c[4], exact)
+            c[4] = None
     return res, floor, n
 
 
-def accuracy_tables(pname: str, res: dict, floor: float, n: int) -> list[Table]:
-    problem = PROBLEMS[pname]
-    t1 = Table(
+def accuracy_table(pname: str, problem, res: Results, floor: float, n: int, nfes) -> Table:
+    t = Table(
         f"{pname} — RMS pathwise error vs DOP853 at t = 1e-3 (best variant; actual NFE in brackets)",
         [
-            f"data: {problem.description}; {n} points x_1 ~ exact law at t = 1 (seed {SEED}), VP-SDE(0.1, 20).",
-            "cell: RMS |x - x_DOP853| over points [NFE used] variant. SDE samplers: —.",
+            f"data: {problem.description}; {n} points x_1 ~ exact law at t = 1 (seed {SEED}).",
+            "cell: RMS |x - x_DOP853| [NFE used] variant (grid, integration variable or tolerance); "
+            "SDE samplers (—): see the W2 column of the summary.",
         ],
-        ["library", "method", *(f"NFE {k}" for k in NFES)],
+        ["library", "method", *(f"NFE {k}" for k in nfes)],
     )
-    t2 = Table(
-        f"{pname} — W2 to exact samples of the law at t = 1e-3 (same runs as above)",
-        [f"W2 (POT, exact) between {n} output points and {n} exact samples; floor (two exact sets): {floor:.3e}."],
-        ["library", "method", *(f"NFE {k}" for k in NFES)],
-    )
-    for (lib, method), cells in res.items():
-        row1, row2 = [], []
-        for k in NFES:
+    for (lib, method), cells in res.best.items():
+        row = []
+        for k in nfes:
             c = cells.get(k)
-            if c is None:
-                row1.append(DASH)
-                row2.append(DASH)
-                continue
-            err, w, used, var = c
-            row1.append(f"{fmt(err)} [{used}] {var}" if err is not None else DASH)
-            row2.append(f"{fmt(w)} [{used}]")
-        t1.add(lib, method, *row1)
-        t2.add(lib, method, *row2)
-    return [t1, t2]
+            row.append(DASH if c is None or c[0] is None else f"{fmt(c[0])} [{c[2]}] {c[3]}")
+        if any(r != DASH for r in row):
+            t.add(lib, method, *row)
+    return t
 
 
-def ratio_table(pname: str, res: dict, floor: float) -> Table:
+def default_grid_table(pname: str, res: Results, nfes) -> Table:
     t = Table(
-        f"{pname} — best diffcore vs best peer (ODE methods, pathwise error; and W2 of all methods)",
+        f"{pname} — diffcore on each solver's declared default grid (SOLVERS[name].grid) and on its best",
+        ["cell: error on the default grid / best error over DC_GRIDS (x = default / best; x1.00: default is best)."],
+        ["method", "default grid", *(f"NFE {k}" for k in nfes)],
+    )
+    for (lib, method), cells in res.best.items():
+        if lib != "diffcore" or method in DC_SDE:
+            continue
+        row = []
+        for k in nfes:
+            d, b = res.every.get(("diffcore", method, "default", k)), cells.get(k)
+            if d is None or b is None or b[0] is None:
+                row.append(DASH)
+            else:
+                row.append(f"{d:.2e} / {b[0]:.2e} (x{d / b[0]:.2f})")
+        t.add(method, dc.SOLVERS[method].grid, *row)
+    return t
+
+
+def best_of(res: Results, libs, k: int, idx: int):
+    cand = [
+        (c[k][idx], f"{lib}:{m} [{c[k][2]}] {c[k][3]}")
+        for (lib, m), c in res.best.items()
+        if lib in libs and k in c and c[k][idx] is not None
+    ]
+    return min(cand) if cand else (float("nan"), DASH)
+
+
+def ratio_table(pname: str, res: Results, floor: float, nfes, goal: list) -> Table:
+    t = Table(
+        f"{pname} — best diffcore vs best peer (ODE methods, pathwise error; W2 of those two runs; SDE samplers by W2)",
         [
-            "ratio = diffcore / peer; < 1 means diffcore is more accurate.",
+            "ratio = diffcore / peer; < 1 means diffcore is more accurate. Peers (pathwise): " + ", ".join(ODE_PEERS),
             f"W2 floor (two exact sample sets): {floor:.3e}; W2 differences below ~the floor are noise.",
         ],
         [
@@ -505,164 +780,115 @@ def ratio_table(pname: str, res: dict, floor: float) -> Table:
             "best diffcore (err)",
             "best peer (err)",
             "err ratio",
-            "best diffcore (W2)",
-            "best peer (W2)",
-            "W2 ratio",
+            "W2 diffcore / peer",
+            "SDE: best diffcore W2",
+            "SDE: best torchsde W2",
         ],
     )
-    for k in NFES:
-
-        def best(libs, idx):
-            cand = [
-                (c[k][idx], f"{lib}:{m} {c[k][3]}")
-                for (lib, m), c in res.items()
-                if lib in libs and k in c and c[k][idx] is not None
-            ]
-            return min(cand) if cand else (float("nan"), DASH)
-
-        de, dn = best({"diffcore"}, 0)
-        pe, pn = best({"diffusers", "torchdiffeq"}, 0)
-        dw, dwn = best({"diffcore"}, 1)
-        pw, pwn = best({"diffusers", "torchdiffeq", "torchsde"}, 1)
-        t.add(
-            k,
-            f"{de:.2e} {dn}",
-            f"{pe:.2e} {pn}",
-            f"{de / pe:.3f}",
-            f"{dw:.3e} {dwn}",
-            f"{pw:.3e} {pwn}",
-            f"{dw / pw:.3f}",
-        )
+    for k in nfes:
+        de, dn = best_of(res, {"diffcore"}, k, 0)
+        pe, pn = best_of(res, set(ODE_PEERS), k, 0)
+        dw = next((c[k][1] for (lib, _), c in res.best.items() if lib == "diffcore" and k in c and c[k][0] == de), None)
+        pw = next((c[k][1] for (lib, _), c in res.best.items() if lib in ODE_PEERS and k in c and c[k][0] == pe), None)
+        sde_d = [(c[k][1], m) for (lib, m), c in res.best.items() if lib == "diffcore" and m in DC_SDE and k in c]
+        sde_p = [(c[k][1], m) for (lib, m), c in res.best.items() if lib == "torchsde" and k in c]
+        sd = f"{min(sde_d)[0]:.3e} {min(sde_d)[1]}" if sde_d else DASH
+        sp = f"{min(sde_p)[0]:.3e} {min(sde_p)[1]}" if sde_p else DASH
+        ratio = de / pe if pe > 0 else float("nan")
+        w = f"{dw:.3e} / {pw:.3e}" if dw is not None and pw is not None else DASH
+        t.add(k, f"{de:.2e} {dn}", f"{pe:.2e} {pn}", f"{ratio:.3f}", w, sd, sp)
+        ran = sorted({m for (lib, m), c in res.best.items() if lib == "diffcore" and m not in DC_SDE and k in c})
+        goal.append((pname, k, de, dn, pe, pn, ratio, f"{len(ran)} of {len(res.solvers)}"))
     return t
 
 
-# ----------------------------------------------------------------------------------------------
-# timing
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        s = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - s)
-    return float(np.median(out))
-
-
-def timing(nfe: int = 20, repeats: int = 5) -> Table:
+def goal_table(goal: list) -> Table:
     t = Table(
-        f"Time per step, {N_TIME} points, NFE {nfe}, 1 thread (median of {repeats})",
+        "Goal check (issue 14): best diffcore pathwise error / best peer's, every (problem, NFE)",
         [
-            "per step = run time / steps; model = the exact score called alone at the same batch "
-            "(median over the run's times);",
-            "overhead/step = (run time - NFE x model time) / steps; ratio = diffcore overhead / peer overhead.",
+            "goal: ratio <= 0.5; minimum: ratio <= 1; else MISS (the entry that beats diffcore is named).",
+            "diffcore solvers that ran: of the deterministic solvers whose declared requirements the problem meets, "
+            "those with at least one run at this NFE (the others: 'Variants not compared', e.g. a step that "
+            "divides by alpha cannot start at alpha(1) = 0 on the linear path).",
         ],
-        ["dim", "library", "method", "steps", "NFE", "ms/step", "model ms/eval", "overhead ms/step", "vs diffcore"],
+        ["problem", "NFE", "ratio", "verdict", "best diffcore", "best peer", "diffcore solvers that ran"],
     )
-    for pname, dim in (("P1", 2), ("P2", 64)):
-        problem = PROBLEMS[pname]
-        score = problem.score
-        x1 = problem.law(T_S).sample(N_TIME, rng=SEED)
-        x1t = torch.as_tensor(x1)
-        ts_mid = np.linspace(T_S, T_E, nfe)
+    for pname, k, de, dn, pe, pn, ratio, ran in goal:
+        verdict = "goal" if ratio <= 0.5 else "minimum" if ratio <= 1.0 else f"MISS (beaten by {pn})"
+        if not np.isfinite(ratio):
+            verdict = "no comparison"
+        t.add(pname, k, f"{ratio:.3f}", verdict, f"{de:.2e} {dn}", f"{pe:.2e} {pn}", ran)
+    return t
 
-        def model_time(xs, ts=ts_mid):
-            def f():
-                for tt in ts:
-                    score(xs, float(tt))
 
-            return median_time(f, repeats) / len(ts)
-
-        m_torch, m_np = model_time(x1t), model_time(x1)
-        rows = []
-
-        def add(lib, method, steps, fn, mtime):
-            used = {}
-
-            def f():
-                used["n"] = fn()
-
-            total = median_time(f, repeats)
-            n_used = used["n"]
-            over = (total - n_used * mtime) / steps
-            rows.append([f"{dim}-D", lib, method, steps, n_used, total / steps * 1e3, mtime * 1e3, over * 1e3])
-
-        progress(f"timing {pname}")
-        for name in ("ddim", "dpm_solver_pp_2m", "dpm_solver_pp_3m", "unipc_3", "deis_3", "euler", "heun", "rk4"):
-            per = dc.get_solver(name).nfe_per_step
-            st = nfe // per
-
-            def run_dc(name=name, st=st, x=x1t):
-                return dc.sample(PROCESS, score, x, method=name, steps=st, t_min=T_E, grid="log_snr").nfe
-
-            add("diffcore (torch)", name, st, run_dc, m_torch)
-            if name in ("ddim", "dpm_solver_pp_3m", "unipc_3"):
-
-                def run_np(name=name, st=st):
-                    return dc.sample(PROCESS, score, x1, method=name, steps=st, t_min=T_E, grid="log_snr").nfe
-
-                add("diffcore (numpy)", name, st, run_np, m_np)
-        for name in ("ddim", "dpmsolver++2", "dpmsolver++3", "unipc3", "deis3", "euler", "heun"):
-
-            def run_df(name=name):
-                r = DiffusersRun(name, "default", nfe)
-                return r.run(score, x1t)[1]
-
-            steps = nfe // 2 if name == "heun" else nfe
-            add("diffusers", name, steps, run_df, m_torch)
-        for method, per in (("euler", 1), ("midpoint", 2), ("rk4", 4)):
-
-            def run_td(method=method, per=per):
-                return torchdiffeq_run(method, score, x1t, steps=nfe // per, grid="log_snr")[1]
-
-            add("torchdiffeq", method, nfe // per, run_td, m_torch)
-        for method in ("euler", "reversible_heun"):
-            steps = nfe - 1 if method == "reversible_heun" else nfe
-
-            def run_sde(method=method, steps=steps):
-                return torchsde_run(method, score, x1t, steps, SEED)[1]
-
-            add("torchsde", method, steps, run_sde, m_torch)
-        dc_best = min(r[7] for r in rows if r[1] == "diffcore (torch)")
-        for r in rows:
-            ratio = DASH if r[1].startswith("diffcore") else f"{dc_best / r[7]:.3f}" if r[7] > 0 else DASH
-            t.add(r[0], r[1], r[2], r[3], r[4], f"{r[5]:.3f}", f"{r[6]:.3f}", f"{r[7]:.3f}", ratio)
-    t.notes.append("vs diffcore = (lowest diffcore-torch overhead/step of the same dim) / (this peer's overhead/step).")
+def rejected_table(rejected: dict) -> Table:
+    t = Table(
+        "Variants not compared",
+        ["runs that could not start, failed, left the interval or had no budget (NFE listed)"],
+        ["problem", "library", "method", "variant", "NFE", "why"],
+    )
+    for (pname, lib, method, variant, why), ks in rejected.items():
+        t.add(pname, lib, method, variant, ", ".join(str(k) for k in ks), why)
+    if not rejected:
+        t.add(*(DASH,) * 6)
     return t
 
 
 def main() -> None:
+    import overhead
+
+    quick = "--quick" in sys.argv
+    nfes = (5, 10) if quick else NFES
+    if "--nfe" in sys.argv:
+        nfes = tuple(int(v) for v in sys.argv[sys.argv.index("--nfe") + 1].split(","))
     start = time.perf_counter()
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
+        peers = ("diffusers", "k-diffusion", "flow-matching", "torchdiffeq", "torchsde")
         header = [
-            "diffcore vs peers: VP-SDE(0.1, 20), exact score, t from 1 to 1e-3"
-            " (convention map: diffcore.interop, as benchmarks/peers/run.py says).",
+            "diffcore vs peers: exact models, t from 1 to 1e-3 (convention map: diffcore.interop, as "
+            "benchmarks/peers/run.py says); accuracy in float64.",
             *machine_lines(),
-            "threads pinned to 1: torch.set_num_threads(1) and threadpoolctl.threadpool_limits(limits=1); float64.",
-            "peers: " + ", ".join(f"{p} {version(p)}" for p in ("diffusers", "torchdiffeq", "torchsde")),
+            "threads pinned to 1: torch.set_num_threads(1) and threadpoolctl.threadpool_limits(limits=1).",
+            "peers: " + ", ".join(f"{p} {version(p)}" for p in peers),
+            "torchcfm: no sampler of its own (ConditionalFlowMatcher(sigma=0) = the linear path; its examples "
+            "integrate with torchdiffeq, i.e. the linear problem's torchdiffeq t-time rows, or with torchdyn, "
+            "not installed: torchdyn 1.0.6 requires pytorch-lightning, torchcde and torchvision, whose PyPI "
+            "build replaces the CPU torch).",
+            "diffcore solvers present: " + ", ".join(dc.SOLVERS),
         ]
         print("\n".join(header), end="\n\n", flush=True)
         tables: list[Table] = []
-        rejected: list[str] = []
-        for pname in ("P1", "P2"):
-            res, floor, n = accuracy(pname, rejected)
-            for tab in [*accuracy_tables(pname, res, floor, n), ratio_table(pname, res, floor)]:
+        rejected: dict = {}
+        goal: list = []
+        problems = all_problems()
+        if quick:
+            problems = {"P1": problems["P1"]}
+        if "--problems" in sys.argv:
+            names = sys.argv[sys.argv.index("--problems") + 1].split(",")
+            problems = {k: problems[k] for k in names}
+        for pname, problem in problems.items():
+            res, floor, n = accuracy(pname, problem, rejected, nfes)
+            for tab in (
+                accuracy_table(pname, problem, res, floor, n, nfes),
+                default_grid_table(pname, res, nfes),
+                ratio_table(pname, res, floor, nfes, goal),
+            ):
                 tables.append(tab)
                 print(tab.text(), flush=True)
-        tab = timing()
+        tab = goal_table(goal)
+        tables.insert(0, tab)
+        print(tab.text(), flush=True)
+        if len(sys.argv) == 1:
+            for tab in overhead.tables():
+                tables.append(tab)
+                print(tab.text(), flush=True)
+        tab = rejected_table(rejected)
         tables.append(tab)
         print(tab.text(), flush=True)
-        rej = Table("Variants not compared", ["runs rejected by the end-point check or that failed"], ["run"])
-        for r in rejected:
-            rej.add(r)
-        if not rejected:
-            rej.add(DASH)
-        tables.append(rej)
-        print(rej.text(), flush=True)
     footer = f"bench_peers finished in {time.perf_counter() - start:.0f} s"
-    write_markdown("bench_peers", [*header, footer], tables)
+    if len(sys.argv) == 1:  # the full run only
+        write_markdown("bench_peers", [*header, footer], tables)
     print(footer)
 
 

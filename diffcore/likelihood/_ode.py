@@ -31,7 +31,7 @@ from diffcore.dynamics._reverse import velocity_of
 from diffcore.likelihood._divergence import check_batch_size, divergence_kind, evaluate
 from diffcore.likelihood._summary import LikelihoodSummary, summarize
 from diffcore.processes import AbstractProcess
-from diffcore.samplers import SOLVERS, Adaptive, get_solver, integrate, time_grid
+from diffcore.samplers import GRIDS, SOLVERS, Adaptive, get_solver, integrate, time_grid
 
 __all__ = [
     "AUTO_EXACT_MAX_DIM",
@@ -220,7 +220,7 @@ def log_likelihood(
     rng: Any = None,
     method: str = "rk4",
     steps: int = 100,
-    grid: str = "uniform",
+    grid: str | None = None,
     prior_log_prob: Callable[[Array], Array] | None = None,
     noise: str = "rademacher",
     rtol: float = 1e-8,
@@ -286,7 +286,8 @@ def log_likelihood(
         3-component mixture: the worst point errs 7-78x more than when integrated alone, while
         with ``"adaptive"`` it errs 0.3-0.4x as much: ``benchmarks/bench_likelihood_accuracy.py``).
     steps, grid : the number of solver steps and the grid kind of :func:`~diffcore.time_grid`
-        (``"uniform"``, ``"log_snr"``, ``"edm"``).  The error of a fixed grid depends on how
+        (``"uniform"``, ``"log_snr"``, ``"edm"``; ``None``, the default: the grid ``method``
+        declares, :attr:`~diffcore.AbstractSolver.grid`).  The error of a fixed grid depends on how
         stiff the score is near ``t_min``: on 200 points of a 3-component 2-D mixture whose
         sharpest component has variance ``v``, rk4 with 100 uniform steps errs by at most
         2.4e-5 nats (mean 2.6e-7) for ``v = 0.1``, 1.6e-4 (6.6e-6) for ``v = 0.01`` and 1.1e-2
@@ -349,6 +350,8 @@ def log_likelihood(
         raise ValueError(f"t_min must lie in {'[0' if from_velocity else '(0'}, 1); got {t_min}")
     check_positive("fd_step", fd_step)
     solver = _check_method(method, steps, rtol, atol)
+    if grid is not None:
+        check_choice("grid", grid, GRIDS)
     prior = process.prior_log_prob if prior_log_prob is None else prior_log_prob
     if not callable(prior):
         raise TypeError(f"prior_log_prob must be callable (x) -> (n,); got {type(prior).__name__}")
@@ -374,7 +377,8 @@ def log_likelihood(
         y1 = _solve_ivp(flow.counted(counter), y0, t_min, _SCIPY[solver], rtol, atol, progress)
         nfe = counter.n
     else:
-        ts = [t_min, 1.0] if isinstance(solver, Adaptive) else time_grid(process, steps, t_min=t_min, kind=grid)[::-1]
+        kind = solver.grid if grid is None else grid
+        ts = [t_min, 1.0] if isinstance(solver, Adaptive) else time_grid(process, steps, t_min=t_min, kind=kind)[::-1]
         sol = integrate(flow, y0, ts, solver, progress=progress)
         y1, nfe = sol.x, sol.nfe
     x_end = xp.reshape(y1[:, : flow.dim], x.shape)

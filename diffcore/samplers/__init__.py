@@ -9,11 +9,14 @@ from diffcore.samplers._bdia import BDIA
 from diffcore.samplers._ddim import DDIM
 from diffcore.samplers._deis import DEIS1, DEIS2, DEIS3
 from diffcore.samplers._dpm import DPMSolver2, DPMSolver3, DPMSolverPP2M, DPMSolverPP3M
+from diffcore.samplers._dpm_v3 import DPMSolverV3
 from diffcore.samplers._driver import Solution, integrate, sample
 from diffcore.samplers._edm import EDMHeun, EDMStochastic
+from diffcore.samplers._ems import EmpiricalModelStatistics, exact_model_statistics, model_statistics
 from diffcore.samplers._exponential import denoise
 from diffcore.samplers._grids import GRIDS, time_grid
 from diffcore.samplers._inversion import Inversion, invert
+from diffcore.samplers._ipndm import IPNDM
 from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
 from diffcore.samplers._ode import RK4, Euler, Heun
@@ -23,7 +26,7 @@ from diffcore.samplers._registry import ADAPTIVE_SOLVERS, SOLVERS, get_solver
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
 from diffcore.samplers._stability import STABILITY_METHODS, amplification_factor, stability_region
 from diffcore.samplers._statistics import StepStatistics
-from diffcore.samplers._unipc import UniPC2, UniPC3
+from diffcore.samplers._unipc import UniPC2, UniPC2BH1, UniPC3, UniPC3BH1
 
 __all__ = [
     "ADAPTIVE_SOLVERS",
@@ -34,6 +37,7 @@ __all__ = [
     "DEIS3",
     "GHVB",
     "GRIDS",
+    "IPNDM",
     "MRSODE",
     "MRSSDE",
     "RK4",
@@ -47,8 +51,10 @@ __all__ = [
     "DPMSolver3",
     "DPMSolverPP2M",
     "DPMSolverPP3M",
+    "DPMSolverV3",
     "EDMHeun",
     "EDMStochastic",
+    "EmpiricalModelStatistics",
     "Euler",
     "EulerMaruyama",
     "HeavyBall",
@@ -60,12 +66,16 @@ __all__ = [
     "Solution",
     "StepStatistics",
     "UniPC2",
+    "UniPC2BH1",
     "UniPC3",
+    "UniPC3BH1",
     "amplification_factor",
     "denoise",
+    "exact_model_statistics",
     "get_solver",
     "integrate",
     "invert",
+    "model_statistics",
     "sample",
     "stability_region",
     "time_grid",

@@ -91,10 +91,14 @@ class _DEIS(_LowerOrderFinal, ExponentialSolver):
 
 
 class DEIS1(_DEIS):
-    """tAB-DEIS order 1 (Zhang and Chen 2023, eq. 13 with ``r = 0``): DDIM; global order 1."""
+    """tAB-DEIS order 1 (Zhang and Chen 2023, eq. 13 with ``r = 0``): DDIM; global order 1.
+
+    Declares DDIM's grid, uniform in ``t`` (see :class:`~diffcore.DDIM` for the measurement).
+    """
 
     name: ClassVar[str] = "deis_1"
     order: ClassVar[int] = 1
+    grid: ClassVar[str] = "uniform"
 
 
 class DEIS2(_DEIS):

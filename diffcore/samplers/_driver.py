@@ -10,7 +10,15 @@ import numpy as np
 from array_api_compat import is_numpy_array
 
 from diffcore._array import namespace, normal, resolve_rng
-from diffcore._validation import Counter, check_array, check_choice, check_grid, check_progress, progress_bar
+from diffcore._validation import (
+    Counter,
+    check_array,
+    check_choice,
+    check_grid,
+    check_progress,
+    check_steps,
+    progress_bar,
+)
 from diffcore.dynamics import AbstractDynamics, ProbabilityFlowODE, ReverseSDE
 from diffcore.processes import AbstractProcess
 from diffcore.samplers._base import AbstractSolver
@@ -18,7 +26,7 @@ from diffcore.samplers._grids import GRIDS, time_grid
 from diffcore.samplers._registry import get_solver
 from diffcore.samplers._statistics import StepStatistics
 
-__all__ = ["Solution", "integrate", "sample"]
+__all__ = ["Solution", "integrate", "sample", "steps_for_budget"]
 
 Array = Any
 
@@ -74,22 +82,23 @@ def _check_step(xp: Any, x: Array, solver: AbstractSolver, i: int, grid: list[fl
         _raise_non_finite(solver, i, grid)
 
 
-def _finite_flag(xp: Any, x: Array) -> Array:
-    """A 0-d device flag: is every entry of ``x`` finite?  One reduction, no copy of ``x``.
+def _finite_sum(xp: Any, x: Array) -> Array:
+    """A 0-d device value that is non-finite when an entry of ``x`` is: one reduction, no copy.
 
     The sum carries NaN and infinity (also ``inf - inf``), and it is taken in float64, where a
     float32 (or half) state cannot overflow (|x| < 3.4e38 times < 1e269 entries); for a float64
     state it overflows only for entries beyond ~1e300, which is reported as non-finite too.  This
-    costs about a tenth of ``all(isfinite(x))``, which writes a boolean array as large as ``x``.
-    Apple's MPS has no float64: there the sum is taken in ``x``'s dtype.
+    costs about a tenth of ``all(isfinite(x))``, which writes a boolean array as large as ``x``;
+    ``isfinite`` itself runs once, on all the steps' sums stacked, after the loop.  Apple's MPS
+    has no float64: there the sum is taken in ``x``'s dtype.
     """
     wide = xp.float64 if getattr(getattr(x, "device", None), "type", None) != "mps" else x.dtype
-    return xp.isfinite(xp.sum(x, dtype=wide))
+    return xp.sum(x, dtype=wide)
 
 
-def _check_steps(xp: Any, finite: list[Array], solver: AbstractSolver, grid: list[float]) -> None:
+def _check_steps(xp: Any, sums: list[Array], solver: AbstractSolver, grid: list[float]) -> None:
     """Device arrays: one host synchronisation after the loop; raise naming the first failing step."""
-    ok = xp.stack(finite)
+    ok = xp.isfinite(xp.stack(sums))
     if not bool(xp.all(ok)):
         _raise_non_finite(solver, int(xp.argmax(xp.astype(~ok, xp.int32))), grid)
 
@@ -142,8 +151,8 @@ def integrate(
 
     Host synchronisation.  For NumPy arrays each step is checked at once (a sum, and only if
     that is not finite an entry-wise look).  For torch tensors (any non-NumPy array) the loop
-    never copies a device value to the host: each step appends ``isfinite(sum(x))`` (summed in
-    float64) as a device-side flag, and one synchronisation after the loop raises for the
+    never copies a device value to the host: each step appends ``sum(x)`` (in float64) as a device-side
+    value, and one ``isfinite`` and synchronisation after the loop raises for the
     *first* failing step, with its times (the remaining steps run on NaNs first).  The solvers of
     :data:`~diffcore.SOLVERS` are free of host synchronisation too (guarded by
     ``tests/test_device_sync.py``); ``adaptive`` is not and cannot be: it chooses its step
@@ -171,7 +180,7 @@ def integrate(
     path = [x] if save_path else None
     n_steps = len(grid) - 1
     on_host = is_numpy_array(x_init)
-    finite = []  # per-step finiteness flags, kept on the device (non-NumPy arrays only)
+    sums = []  # per-step sums of the state, finite iff the state is, kept on the device (non-NumPy arrays only)
     with progress_bar(progress, n_steps, desc=solver.name) as bar:
         for i in range(n_steps):
             t0, t1 = grid[i], grid[i + 1]
@@ -180,12 +189,12 @@ def integrate(
             if on_host:
                 _check_step(xp, x, solver, i, grid)
             else:
-                finite.append(_finite_flag(xp, x))
+                sums.append(_finite_sum(xp, x))
             if save_path:
                 path.append(x)
             bar.update(1)
-    if finite:
-        _check_steps(xp, finite, solver, grid)
+    if sums:
+        _check_steps(xp, sums, solver, grid)
     # solvers with internal steps (adaptive ones) count them in their state
     counted = state if isinstance(state, StepStatistics) else None
     return Solution(
@@ -199,17 +208,38 @@ def integrate(
     )
 
 
+def steps_for_budget(solver: AbstractSolver, steps: int | None, nfe: int | None) -> int:
+    """The number of grid steps from exactly one of ``steps`` and a budget of ``nfe`` evaluations.
+
+    ``nfe`` must be a positive multiple of ``solver.nfe_per_step``: ``rk4`` (4 per step) cannot
+    spend 10 evaluations, and 3 would not buy it one step.
+    """
+    if (steps is None) == (nfe is None):
+        raise TypeError(f"give exactly one of steps and nfe; got steps={steps!r}, nfe={nfe!r}")
+    if steps is not None:
+        return check_steps(steps)
+    nfe = check_steps(nfe, "nfe")
+    per = solver.nfe_per_step
+    if nfe % per:
+        raise ValueError(
+            f"nfe must be a multiple of {solver.name}'s {per} evaluations per step; got nfe={nfe} "
+            f"(nearest: {max(per, nfe - nfe % per)} or {nfe - nfe % per + per})"
+        )
+    return nfe // per
+
+
 def sample(
     process: AbstractProcess,
     score: Callable[[Array, Any], Array],
     x_init: Array,
     *,
     method: Any,
-    steps: int,
+    steps: int | None = None,
     t_min: float = 1e-3,
     rng: Any = None,
-    grid: str = "uniform",
+    grid: str | None = None,
     t_max: float = 1.0,
+    nfe: int | None = None,
     save_path: bool = False,
     progress: bool | None = None,
     **options: Any,
@@ -219,9 +249,19 @@ def sample(
     ODE methods (``euler``, ``heun``, ``rk4``, ``ddim``, the exponential integrators, ``edm_heun``,
     ``hb``, ``ghvb``, ``bdia``, ``adaptive``; see ``SOLVERS``) integrate the probability-flow ODE;
     stochastic ones (``euler_maruyama``, ``ancestral``, ``pc``, ``edm_stochastic``) the reverse SDE
-    (``noise_scale = 1``).  ``grid`` is ``"uniform"``, ``"log_snr"`` or ``"edm"`` (see
-    :func:`time_grid`); the exponential integrators are designed for ``"log_snr"``, ``edm_heun``
-    for ``"edm"``.  ``options`` go to the solver named by ``method``, e.g.
+    (``noise_scale = 1``).
+
+    The cost is ``steps`` grid steps, or a budget of ``nfe`` model evaluations (give one of the
+    two): ``steps = nfe / nfe_per_step`` of the solver (``rk4`` takes 4 per step), and a budget
+    that is not a multiple of it, or smaller, is an error rather than silently rounded.
+
+    ``grid`` is ``"uniform"``, ``"log_snr"`` or ``"edm"`` (see :func:`time_grid`), or ``None``
+    (the default): the grid the solver declares it is designed for and is measured on
+    (:attr:`AbstractSolver.grid`; ``SOLVERS[name].grid``).  The exponential integrators
+    (DDIM, DPM-Solver, DPM-Solver++, DEIS, UniPC) lose their order on the uniform grid in ``t``
+    (on P1, ``dpm_solver_pp_3m`` with 10 steps errs 20x more there than on the log-SNR grid),
+    so the default matters: pass ``grid`` only to override it.  ``options`` go to the solver
+    named by ``method``, e.g.
     ``method="adaptive", rtol=1e-6, atol=1e-6`` or ``method="bdia", gamma=0.5``.  For another
     member of the reverse-SDE family build ``ReverseSDE(process, score, noise_scale=...)`` and call
     :func:`integrate`.  ``progress``: a tqdm bar over the steps, shown by default only when
@@ -239,7 +279,8 @@ def sample(
     solver = get_solver(method, **options)
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
-    check_choice("grid", grid, GRIDS)
+    kind = solver.grid if grid is None else check_choice("grid", grid, GRIDS)
+    steps = steps_for_budget(solver, steps, nfe)
     dynamics = ReverseSDE(process, score) if solver.stochastic else ProbabilityFlowODE(process, score)
-    ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
+    ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=kind)
     return integrate(dynamics, x_init, ts, solver, rng, save_path=save_path, progress=progress)

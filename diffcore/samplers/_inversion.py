@@ -52,7 +52,7 @@ def invert(
     steps: int,
     t_min: float = 1e-3,
     t_max: float = 1.0,
-    grid: str = "uniform",
+    grid: str | None = None,
 ) -> Inversion:
     r"""Map data ``x0`` (at ``t_min``) to noise (at ``t_max``) for editing or reconstruction.
 
@@ -73,7 +73,8 @@ def invert(
     ----------
     x0 : array ``(n, ...)``, finite.
     method : ``"ddim"``, ``"bdia"`` or a :class:`BDIA` object.
-    steps, t_min, t_max, grid : the sampling grid, as in :func:`~diffcore.sample`.
+    steps, t_min, t_max, grid : the sampling grid, as in :func:`~diffcore.sample` (``grid=None``:
+        the method's declared grid, ``"log_snr"`` for both).
 
     Returns
     -------
@@ -85,7 +86,7 @@ def invert(
     if not isinstance(solver, (DDIM, BDIA)):
         raise ValueError(f"invert supports method 'ddim' or 'bdia' (or a BDIA object); got {solver.name!r}")
     x0 = check_array("x0", x0)
-    ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid)
+    ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind=solver.grid if grid is None else grid)
     ode = ProbabilityFlowODE(process, score)
     if isinstance(solver, DDIM):
         sol = integrate(ode, x0, ts[::-1].copy(), solver)

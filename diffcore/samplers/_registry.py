@@ -10,13 +10,15 @@ from diffcore.samplers._bdia import BDIA
 from diffcore.samplers._ddim import DDIM
 from diffcore.samplers._deis import DEIS1, DEIS2, DEIS3
 from diffcore.samplers._dpm import DPMSolver2, DPMSolver3, DPMSolverPP2M, DPMSolverPP3M
+from diffcore.samplers._dpm_v3 import DPMSolverV3
 from diffcore.samplers._edm import EDMHeun, EDMStochastic
+from diffcore.samplers._ipndm import IPNDM
 from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
 from diffcore.samplers._ode import RK4, Euler, Heun
 from diffcore.samplers._pc import PredictorCorrector
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
-from diffcore.samplers._unipc import UniPC2, UniPC3
+from diffcore.samplers._unipc import UniPC2, UniPC2BH1, UniPC3, UniPC3BH1
 
 __all__ = ["ADAPTIVE_SOLVERS", "SOLVERS", "get_solver"]
 
@@ -33,11 +35,15 @@ SOLVERS: dict[str, type[AbstractSolver]] = {
         DPMSolver3,
         DPMSolverPP2M,
         DPMSolverPP3M,
+        DPMSolverV3,
         DEIS1,
         DEIS2,
         DEIS3,
         UniPC2,
         UniPC3,
+        UniPC2BH1,
+        UniPC3BH1,
+        IPNDM,
         EDMHeun,
         HeavyBall,
         GHVB,

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from diffcore._array import resolve_rng
+from diffcore._array import broadcast_time, namespace, resolve_rng
 from diffcore._validation import check_choice, check_scalar_time, check_steps
 from diffcore.dynamics import ProbabilityFlowODE
 from diffcore.samplers import SCHEDULABLE_METHODS, PerStepSolver, Solution, get_solver, integrate, time_grid
@@ -50,6 +50,9 @@ __all__ = [
     "GRID_INITS",
     "SEARCH_OBJECTIVES",
     "GridSearchResult",
+    "ScoreScale",
+    "fractions_of_grid",
+    "grid_from_fractions",
     "grid_from_parameters",
     "optimize_grid",
 ]
@@ -135,6 +138,111 @@ def _parameters_of(process: Any, ts: np.ndarray, t_min: float, t_max: float, fam
     return logits[:-1] - logits[-1]
 
 
+def fractions_of_grid(process: Any, ts: Any) -> np.ndarray:
+    r"""The log-SNR increments of a grid as fractions of its range: ``(lambda_{i} - lambda_{i-1}) / Lambda``.
+
+    ``ts`` must be strictly decreasing (``t_0 = t_max > ... > t_N = t_min``) with a log-SNR
+    strictly increasing along it; the result ``(N,)`` is positive and sums to 1, the form of a
+    schedule that transfers to another process or interval (:func:`grid_from_fractions`).
+
+    Raises ``ValueError`` for a grid with fewer than 2 times, one that is not strictly
+    decreasing, or one along which the log-SNR is not finite and strictly increasing.
+    """
+    ts = np.asarray(ts, dtype=np.float64).reshape(-1)
+    if ts.size < 2 or not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) < 0):
+        raise ValueError(f"ts must be a finite, strictly decreasing grid of at least 2 times; got {ts}")
+    lam = np.asarray(process.log_snr(ts), dtype=np.float64)
+    if not (np.all(np.isfinite(lam)) and np.all(np.diff(lam) > 0)):
+        raise ValueError(f"the log-SNR along ts must be finite and strictly increasing; got {lam}")
+    return np.diff(lam) / (lam[-1] - lam[0])
+
+
+def grid_from_fractions(
+    process: Any, fractions: Any, *, t_min: float = 1e-3, t_max: float = 1.0, steps: int | None = None
+) -> np.ndarray:
+    r"""The grid of a schedule given by its log-SNR fractions, on ``process`` and ``[t_min, t_max]``.
+
+    With cumulative fractions ``F_i = sum_{j <= i} fractions_j`` (``F_0 = 0``, ``F_N = 1``),
+    ``lambda_i = lambda(t_max) + F_i (lambda(t_min) - lambda(t_max))`` and ``t_i = lambda^{-1}(lambda_i)``:
+    the same relative spacing in log-SNR on any process with a finite log-SNR.  With ``steps = K``
+    the schedule is first carried to ``K`` steps as Align Your Steps does (Sabour, Fidler & Kreis,
+    ICML 2024, arXiv:2404.14507, sec. 3.3: log-linear interpolation of the noise levels):
+    ``F`` is interpolated linearly at ``u = k / K`` from its values at ``u = i / N``; since
+    ``lambda = -2 log(sigma / alpha)``, that is linear in ``log(sigma / alpha)``.
+
+    Parameters
+    ----------
+    process : an affine process with a finite log-SNR on ``[t_min, t_max]``.
+    fractions : ``(N,)`` positive log-SNR increments (normalised to sum 1).
+    t_min, t_max : the ends (``0 < t_min < t_max <= 1``), hit exactly.
+    steps : the number of steps ``K`` of the returned grid (default ``N``).
+
+    Returns NumPy float64 ``(K + 1,)``, strictly decreasing from ``t_max`` to ``t_min``.
+    Raises ``ValueError`` for fractions that are not finite and positive (a schedule that is not
+    strictly monotone) and for ``t_min`` outside ``(0, t_max)``.
+
+    Example
+    -------
+    >>> from diffcore import VPSDE
+    >>> p = VPSDE()
+    >>> bool(np.allclose(grid_from_fractions(p, np.full(4, 0.25), steps=6), time_grid(p, 6, kind="log_snr")))
+    True
+    """
+    frac = np.asarray(fractions, dtype=np.float64).reshape(-1)
+    if frac.size < 1 or not np.all(np.isfinite(frac)) or not np.all(frac > 0):
+        raise ValueError(f"fractions must be finite and positive (a strictly monotone schedule in log-SNR); got {frac}")
+    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
+    if not 0.0 < t_min < t_max:
+        raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
+    cum = np.concatenate([[0.0], np.cumsum(frac / frac.sum())])
+    cum[-1] = 1.0
+    if steps is not None and check_steps(steps) != frac.size:
+        cum = np.interp(np.linspace(0.0, 1.0, steps + 1), np.linspace(0.0, 1.0, frac.size + 1), cum)
+    return _grid_of_cumulative(process, cum, t_min, t_max)
+
+
+def _grid_of_cumulative(process: Any, cum: np.ndarray, t_min: float, t_max: float) -> np.ndarray:
+    lo, hi = _log_snr_range(process, t_min, t_max)
+    ts = np.asarray(process.log_snr_inverse(lo + (hi - lo) * cum), dtype=np.float64)
+    ts[0], ts[-1] = t_max, t_min
+    if not np.all(np.diff(ts) < 0):
+        raise ValueError(f"the schedule's grid on {type(process).__name__} is not strictly decreasing: {ts}")
+    return ts
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreScale:
+    r"""The model output scaled by a smooth factor of log-SNR time: ``s'(x, t) = exp(a + b u(t)) s(x, t)``.
+
+    ``u(t) = (lambda(t) - lambda(t_max)) / (lambda(t_min) - lambda(t_max))`` runs from 0 at
+    ``t_max`` to 1 at ``t_min``, so ``(a, b)`` mean the same on any process and interval.  Scaling
+    the score is scaling the noise prediction ``eps = -sigma s``: the "epsilon scaling" of Ning
+    et al. ("Elucidating the Exposure Bias in Diffusion Models", ICLR 2024, eq. 13, a linear
+    schedule of the factor), and one of the continuous solver coefficients that a few-step
+    search tunes with the grid (Liu et al. 2023, sec. 3; "Hyperparameters are all you need",
+    2024, which tunes coefficients of a 5-step sampler).  With the exact score the scaled field
+    is *not* the exact one: a tuned ``(a, b)`` trades a small change of the ODE for a smaller
+    discretisation error at few steps.  ``score`` is any ``(x, t) -> array``; the result keeps
+    its array type; ``t`` a float or ``(n,)``.
+    """
+
+    process: Any
+    score: Callable[[Any, Any], Any]
+    a: float
+    b: float
+    t_min: float = 1e-3
+    t_max: float = 1.0
+
+    def __call__(self, x: Any, t: Any) -> Any:
+        lo, hi = _log_snr_range(self.process, self.t_min, self.t_max)
+        lam = self.process.log_snr(t)
+        if isinstance(lam, (float, int, np.floating)) or getattr(lam, "ndim", 1) == 0:
+            factor: Any = math.exp(self.a + self.b * (float(lam) - lo) / (hi - lo))
+        else:
+            factor = namespace(lam).exp(self.a + self.b * (lam - lo) / (hi - lo))
+        return broadcast_time(factor, x) * self.score(x, t)
+
+
 @dataclass(frozen=True, eq=False)
 class GridSearchResult:
     """The result of :func:`optimize_grid`.
@@ -152,6 +260,12 @@ class GridSearchResult:
     evaluations : runs of the sampler the search made (screening included).
     seconds : wall-clock time of the search.
     objective : the error measure (a name in :data:`SEARCH_OBJECTIVES`).
+    coefficients : the tuned ``(a, b)`` of :class:`ScoreScale` (``()``: the model output unscaled).
+    model_evaluations : batched model calls the search's runs made (``evaluations x nfe`` summed
+        over the problems; the DOP853 references are counted in ``reference_evaluations``).
+    reference_evaluations : batched model calls of the DOP853 references (0 when they were given).
+    problems : how many problems the error is a mean over (:func:`optimize_schedule`: the
+        geometric mean ``exp(mean_p log E_p)``; 1 for :func:`optimize_grid`).
     """
 
     ts: np.ndarray
@@ -164,6 +278,10 @@ class GridSearchResult:
     evaluations: int
     seconds: float
     objective: str
+    coefficients: tuple[float, ...] = ()
+    model_evaluations: int = 0
+    reference_evaluations: int = 0
+    problems: int = 1
 
     @property
     def solver(self) -> Any:
@@ -172,23 +290,46 @@ class GridSearchResult:
             return get_solver(self.methods[0])
         return PerStepSolver(self.methods)
 
-    def grid(self, process: Any, *, t_min: float | None = None, t_max: float | None = None) -> np.ndarray:
-        """The tuned grid carried to ``process`` (and ``[t_min, t_max]``) by its log-SNR fractions."""
+    def grid(
+        self, process: Any, *, t_min: float | None = None, t_max: float | None = None, steps: int | None = None
+    ) -> np.ndarray:
+        """The tuned grid carried to ``process`` (and ``[t_min, t_max]``) by its log-SNR fractions.
+
+        ``steps``: another number of steps, by the log-linear interpolation of Align Your Steps
+        (:func:`grid_from_fractions`); only for a schedule of one method (a per-step schedule has
+        one method per tuned step).
+        """
         t_min = float(self.ts[-1]) if t_min is None else check_scalar_time(t_min, "t_min")
         t_max = float(self.ts[0]) if t_max is None else check_scalar_time(t_max, "t_max")
-        lo, hi = _log_snr_range(process, t_min, t_max)
-        lam = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(self.log_snr_fractions)])
-        ts = np.asarray(process.log_snr_inverse(lam), dtype=np.float64)
-        ts[0], ts[-1] = t_max, t_min
-        return ts
+        if steps is not None and check_steps(steps) != len(self.methods) and len(set(self.methods)) > 1:
+            raise ValueError(
+                f"steps={steps} differs from the {len(self.methods)} steps of the per-step schedule "
+                f"{list(self.methods)}; only a schedule of one method carries to another number of steps"
+            )
+        return grid_from_fractions(process, self.log_snr_fractions, t_min=t_min, t_max=t_max, steps=steps)
+
+    def model(
+        self, process: Any, score: Callable[[Any, Any], Any], *, t_min: float | None = None, t_max: float | None = None
+    ) -> Callable[[Any, Any], Any]:
+        """``score`` with the tuned :attr:`coefficients` applied (:class:`ScoreScale`); ``score`` itself without."""
+        if not self.coefficients:
+            return score
+        t_min = float(self.ts[-1]) if t_min is None else check_scalar_time(t_min, "t_min")
+        t_max = float(self.ts[0]) if t_max is None else check_scalar_time(t_max, "t_max")
+        a, b = self.coefficients
+        return ScoreScale(process, score, a, b, t_min, t_max)
 
     def integrate(self, process: Any, score: Callable[[Any, Any], Any], x_init: Any, **grid: Any) -> Solution:
         """Run the tuned schedule on the probability-flow ODE of ``process`` with ``score``.
 
-        ``grid`` (``t_min``, ``t_max``) goes to :meth:`grid`; without it the tuned ``ts`` is used.
+        ``grid`` (``t_min``, ``t_max``, ``steps``) goes to :meth:`grid`; without it the tuned ``ts``
+        is used.  The tuned coefficients, if any, scale ``score`` (:meth:`model`).
         """
         ts = self.grid(process, **grid) if grid else self.ts
-        return integrate(ProbabilityFlowODE(process, score), x_init, ts, self.solver)
+        steps = len(ts) - 1
+        solver = self.solver if steps == len(self.methods) else get_solver(self.methods[0])
+        model = self.model(process, score, t_min=float(ts[-1]), t_max=float(ts[0]))
+        return integrate(ProbabilityFlowODE(process, model), x_init, ts, solver)
 
 
 def _error(x: np.ndarray, ref: np.ndarray, objective: str) -> float:
@@ -424,4 +565,5 @@ def optimize_grid(
         evaluations=len(history),
         seconds=time.perf_counter() - clock,
         objective=objective,
+        model_evaluations=len(history) * nfe,
     )
