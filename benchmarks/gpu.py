@@ -64,14 +64,6 @@ import diffcore as dc
 import diffcore.samplers._driver as driver
 
 THROUGHPUT_SOLVERS = {"euler": 5, "heun": 11, "dpm_solver_pp_2m": 7, "ipndm": 9, "euler_maruyama": 7}
-# the exponential integrators step in log-SNR time; iPNDM on the edm (polynomial noise-level) grid
-GRID = {
-    "dpm_solver_pp_2m": "log_snr",
-    "dpm_solver_v3": "log_snr",
-    "unipc_2_bh1": "log_snr",
-    "unipc_3_bh1": "log_snr",
-    "ipndm": "edm",
-}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -105,7 +97,7 @@ def run(method: str, problem: str, x, steps: int, rng, **options):
     solver = dc.get_solver(method, **options)
     dyn = dc.ReverseSDE(process, dc.exact_score(process, data)) if solver.stochastic else None
     dyn = dyn or dc.ProbabilityFlowODE(process, dc.exact_score(process, data))
-    ts = dc.time_grid(process, steps, t_min=T_MIN, kind=GRID.get(method, "uniform"))
+    ts = dc.time_grid(process, steps, t_min=T_MIN, kind=solver.grid)  # the grid the solver declares
     return dc.integrate(dyn, x, ts, solver, rng)
 
 
@@ -264,7 +256,7 @@ def time_step(device, method: str, score, x, steps: int) -> float:
 
     solver = dc.get_solver(method)
     dyn = (dc.ReverseSDE if solver.stochastic else dc.ProbabilityFlowODE)(PROCESS, score)
-    ts = dc.time_grid(PROCESS, steps, t_min=T_MIN, kind=GRID.get(method, "uniform"))
+    ts = dc.time_grid(PROCESS, steps, t_min=T_MIN, kind=dc.get_solver(method).grid)
     rng = torch.Generator(device=device).manual_seed(0)
     dc.integrate(dyn, x, ts[:3], solver, rng)
     synchronize(device)

@@ -7,8 +7,9 @@ this file lives in ``benchmarks/peers/`` so that ``benchmarks/run_all.py``, whic
 ``benchmarks/results/bench_peers.md``.  Threads are pinned to 1 (``torch.set_num_threads(1)`` and
 ``threadpoolctl.threadpool_limits(1)``).  ``python benchmarks/peers/run.py --quick`` runs P1 only at
 NFE 5 and 10 without the timing (a smoke run, under a minute); ``--problems linear,mix32`` and
-``--nfe 5,10`` choose problems and budgets (any option: no timing, no markdown written).  The full
-run (NFE 5, 10, 20, 50 on five problems, and the loop overhead) takes about 2.5 minutes on 2 cores.
+``--nfe 5,10`` choose problems and budgets (any option but ``--retune``: no timing, no markdown written).
+The full run (NFE 5, 10, 20, 50 on five problems, and the loop overhead) takes about RUNTIME minutes on 2
+cores, of which the schedule tuning about TUNING (none when cached).
 
 Problems (``benchmarks/problems.py``; every one a :class:`diffcore.testing.Problem`, exact score,
 velocity and DOP853 reference)
@@ -102,12 +103,38 @@ rows of the linear problem.  torchdyn 1.0.6 is not installed: it requires ``pyto
 ``torchcde`` and ``torchvision`` (PyPI's torchvision pins its own torch build and would replace the
 CPU ``torch==2.13.0`` of this environment), so torchcfm's torchdyn route is not measured.
 
-*diffcore*: every solver of ``dc.SOLVERS`` that is not stochastic and whose declared requirements
-(``requires.unmet``) the problem's ``ProbabilityFlowODE`` meets, with ``steps = NFE // nfe_per_step``,
-run by ``dc.integrate`` on each grid of ``DC_GRIDS``: ``uniform``, ``log_snr``, ``edm`` and ``default`` (the
-solver's declared ``grid``; skipped where it is the same grid as one already run).  ``DC_GRIDS`` is a list
-of ``(label, function(solver, process, steps, t_min, t_max) -> ts)``: add a searched schedule by
-appending a pair.
+*diffcore*: configurations a user can call, each a row named for exactly what it is
+(``dc_configurations``), with ``steps = NFE // nfe_per_step``, run by ``dc.integrate`` on each grid of
+``DC_GRIDS``; "best diffcore" is the best over all of them, named:
+
+* ``name``: every solver of ``dc.SOLVERS`` that is not stochastic and whose declared requirements
+  (``requires.unmet``) the problem's ``ProbabilityFlowODE`` meets, default-constructed;
+* ``name (lof)``: lower-order final step, ``get_solver(name, first_order_below=f)`` built per grid with
+  ``f`` halfway between the grid's last two times, so exactly the last step is first order (diffusers'
+  ``lower_order_final``), for the solvers of order >= 2 whose constructor takes ``first_order_below``;
+* ``dpm_solver_v3 (EMS)`` and ``dpm_solver_v3 (EMS, lof)``: DPM-Solver-v3 with its statistics estimated
+  as a user would, ``dc.model_statistics(process, model, x0, lambdas)`` from ``N_EMS`` exact data samples
+  ``x0`` and the exact model on ``EMS_NODES`` half-log-SNR values ``log(alpha/sigma)`` uniform on
+  ``[lambda(1), lambda(1e-3)]`` (not on the linear path: its log-SNR is infinite at ``t = 1``); the
+  one-off cost (seconds, model calls) is in the table "one-off costs".
+
+``DC_GRIDS`` is a list of ``(label, function(solver, process, steps, t_min, t_max) -> ts or None)``:
+``uniform``, ``log_snr``, ``edm``, ``default`` (the solver's declared ``grid``; skipped where it is the
+same grid as one already run), and the schedules tuned on the training family only (``None``: not tuned
+for this solver):
+
+* ``ays``: ``optimize_schedule(training_family(6, rng=0), nfe=k, methods=(m,), n_points=32, rng=0)``
+  for ``m`` in ``AYS_METHODS`` (ipndm, deis_3, unipc_3, dpm_solver_pp_2m) and ``k`` in 5, 10, 20, run
+  only by the method it was tuned for at the NFE it was tuned at (not by its ``(lof)`` row), carried to
+  every evaluation problem with a finite log-SNR by its log-SNR fractions (``GridSearchResult.grid(process,
+  t_min=1e-3, t_max=1)``, i.e. ``grid_from_fractions``); nothing is ever tuned on P1, P2, mix32, VE-P1
+  or linear;
+* ``ays (NFE-20 schedule, interpolated)``: at an NFE above 20 (50) the NFE-20 schedule carried to the
+  number of steps by Align Your Steps' log-linear interpolation (``steps=``).
+
+The search's cost (seconds, family runs, batched model calls) is printed and tabulated.  The tuned
+fractions are cached in ``benchmarks/results/peers_schedules.json`` keyed by a digest of diffcore's
+source and the search settings (a changed diffcore retunes; ``--retune`` forces it).
 
 Loop overhead per NFE: ``benchmarks/peers/overhead.py`` (trivial linear model, 10^4 points, 2-D and
 64-D, torch float32 and float64, NumPy float64, 1 thread); its header says how.
@@ -175,6 +202,122 @@ DC_GRIDS: list[tuple[str, object]] = [
 ]
 #: the t-grids the peers that take a grid of times run on
 PEER_GRIDS = ("uniform", "log_snr", "edm")
+
+# -- schedules tuned on the training family only (Align Your Steps-style; never on an evaluation problem)
+
+#: the methods a schedule is tuned for, the budgets it is tuned at, and the search's settings
+AYS_METHODS = ("ipndm", "deis_3", "unipc_3", "dpm_solver_pp_2m")
+AYS_NFES = (5, 10, 20)
+AYS_FAMILY = {"n": 6, "rng": 0}  # training_family(6, rng=0): random 2-16-D mixtures under VP-SDE(0.1, 20)
+AYS_SEARCH = {"n_points": 32, "rng": 0}
+AYS_CACHE = HERE.parent / "results" / "peers_schedules.json"
+#: (method, nfe) -> the tuned log-SNR fractions (filled by tune_schedules before the accuracy runs)
+AYS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _ays_tuned(solver, process, steps: int, t_min: float, t_max: float):
+    """The schedule tuned for ``solver.name`` at exactly this NFE, carried to ``process`` (None: not tuned)."""
+    fr = AYS.get((solver.name, steps * solver.nfe_per_step))
+    if fr is None or getattr(solver, "first_order_below", 0.0):
+        return None
+    from diffcore.search import grid_from_fractions
+
+    return grid_from_fractions(process, fr, t_min=t_min, t_max=t_max)
+
+
+def _ays_interpolated(solver, process, steps: int, t_min: float, t_max: float):
+    """Where no schedule was tuned at this NFE: the largest tuned below it, carried to ``steps`` by the
+    log-linear interpolation of Align Your Steps (``GridSearchResult.grid(..., steps=)``)."""
+    nfe = steps * solver.nfe_per_step
+    if getattr(solver, "first_order_below", 0.0) or (solver.name, nfe) in AYS:
+        return None
+    below = [k for (m, k) in AYS if m == solver.name and k < nfe]
+    if not below:
+        return None
+    fr = AYS[(solver.name, max(below))]
+    from diffcore.search import grid_from_fractions
+
+    return grid_from_fractions(process, fr, t_min=t_min, t_max=t_max, steps=steps)
+
+
+DC_GRIDS += [("ays", _ays_tuned), ("ays (NFE-20 schedule, interpolated)", _ays_interpolated)]
+
+
+def _source_digest() -> str:
+    """A digest of diffcore's source: a cached schedule is reused only by the code that tuned it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(dc.__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def tune_schedules(nfes, *, retune: bool = False) -> list[str]:
+    """Tune one schedule per (method of AYS_METHODS, NFE of AYS_NFES needed by ``nfes``) on the training
+    family, fill :data:`AYS` and return the notes (cost of every search; what was cached).
+
+    ``optimize_schedule(training_family(6, rng=0), nfe=k, methods=(m,), n_points=32, rng=0)``: the
+    grid's log-SNR fractions, searched by Nelder-Mead from the log-SNR and EDM grids (the defaults of
+    the search).  A budget above the largest tuned one is served by interpolation
+    (``_ays_interpolated``).  The results are cached in ``AYS_CACHE`` keyed by the digest of diffcore's
+    source and the settings; ``--retune`` ignores the cache.
+    """
+    import json
+
+    from diffcore.search import optimize_schedule, training_family
+
+    want = sorted({k for k in AYS_NFES if k in nfes} | ({max(AYS_NFES)} if max(nfes) > max(AYS_NFES) else set()))
+    key = {"diffcore_source": _source_digest(), "family": AYS_FAMILY, "search": AYS_SEARCH}
+    cache = {}
+    if AYS_CACHE.exists() and not retune:
+        stored = json.loads(AYS_CACHE.read_text())
+        if stored.get("key") == key:
+            cache = stored["schedules"]
+    notes, fresh, total = [], [], [0.0, 0, 0]
+    family = None
+    for m in AYS_METHODS:
+        for k in want:
+            name = f"{m}@{k}"
+            if name not in cache:
+                if family is None:
+                    family = training_family(AYS_FAMILY["n"], rng=AYS_FAMILY["rng"])
+                progress(f"tuning the schedule of {m} at NFE {k} on the training family")
+                r = optimize_schedule(family, nfe=k, methods=(m,), **AYS_SEARCH)
+                cache[name] = {
+                    "fractions": r.log_snr_fractions.tolist(),
+                    "error": r.error,
+                    "init_error": r.init_error,
+                    "seconds": r.seconds,
+                    "evaluations": r.evaluations,
+                    "model_evaluations": r.model_evaluations,
+                    "reference_evaluations": r.reference_evaluations,
+                }
+                fresh.append(name)
+            c = cache[name]
+            AYS[(m, k)] = np.asarray(c["fractions"])
+            total[0] += c["seconds"]
+            total[1] += c["model_evaluations"]
+            total[2] += c["evaluations"]
+            notes.append(
+                f"{m} @ NFE {k}: training-family error {c['error']:.3e} (start, best screened grid: "
+                f"{c['init_error']:.3e}); {c['seconds']:.1f} s, {c['evaluations']} family runs, "
+                f"{c['model_evaluations']} batched model calls (+ {c['reference_evaluations']} for the DOP853 "
+                f"references){'' if name in fresh else ' [cached]'}"
+            )
+    if fresh:
+        AYS_CACHE.parent.mkdir(exist_ok=True)
+        AYS_CACHE.write_text(json.dumps({"key": key, "schedules": cache}, indent=1))
+    where = "all tuned in this run" if len(fresh) == len(notes) else f"{len(fresh)} of {len(notes)} tuned in this run, "
+    where += "" if len(fresh) == len(notes) else f"the others read from {AYS_CACHE.name} (same diffcore source digest)"
+    head = (
+        f"schedule tuning (training_family({AYS_FAMILY['n']}, rng={AYS_FAMILY['rng']}) only, "
+        f"n_points={AYS_SEARCH['n_points']}): {len(notes)} searches, {total[0]:.0f} s, {total[2]} family runs, "
+        f"{total[1]} batched model calls; {where}"
+    )
+    return [head, *notes]
 DC_SDE = ["euler_maruyama", "ancestral"]
 
 
@@ -197,6 +340,66 @@ def dc_ode_solvers(problem) -> list[str]:
         if solver.requires.unmet(dyn, name) is None:
             out.append(name)
     return out
+
+
+#: data samples (x_0 ~ the data law, exact) and half-log-SNR nodes of DPM-Solver-v3's estimated statistics
+N_EMS = 2000
+EMS_NODES = 64
+
+
+def _lower_order_final(name: str):
+    """``get_solver(name, first_order_below=f)``, ``f`` halfway between the grid's last two times: exactly
+    the final step is first order (DDIM), the ``lower_order_final`` of diffusers' multistep schedulers."""
+
+    def make(ts: np.ndarray):
+        return dc.get_solver(name, first_order_below=0.5 * (float(ts[-2]) + float(ts[-1])))
+
+    return make
+
+
+def dc_configurations(problem, lam_finite: bool) -> tuple[list, list[str]]:
+    """The diffcore rows of one problem: ``[(row label, solver name, make(ts) -> solver)]`` and notes.
+
+    * ``name``: every deterministic solver of ``dc_ode_solvers``, default-constructed;
+    * ``name (lof)``: ``get_solver(name, first_order_below=f)`` built per grid with ``f`` between the
+      last two grid times, for the solvers of order >= 2 that take ``first_order_below``;
+    * ``dpm_solver_v3 (EMS)`` and ``dpm_solver_v3 (EMS, lof)`` (finite log-SNR only):
+      ``get_solver("dpm_solver_v3", statistics=ems)`` with ``ems = dc.model_statistics(process, model,
+      x0, lambdas)`` estimated as a user would, from ``N_EMS`` exact data samples ``x0`` and the model, on
+      ``EMS_NODES`` half-log-SNR values uniform on ``[lambda(1), lambda(1e-3)]``; its one-off cost goes
+      to the notes.
+    """
+    import inspect
+
+    names = dc_ode_solvers(problem)
+    out = [(name, name, lambda ts, name=name: dc.get_solver(name)) for name in names]
+    for name in names:
+        cls = dc.SOLVERS[name]
+        if "first_order_below" in inspect.signature(cls.__init__).parameters and cls.order >= 2:
+            out.append((f"{name} (lof)", name, _lower_order_final(name)))
+    notes = []
+    if lam_finite and "dpm_solver_v3" in names:
+        process, model = problem.process, problem.flow_model()
+        lam = 0.5 * np.asarray(process.log_snr(np.array([T_S, T_E])), dtype=np.float64)
+        lambdas = np.linspace(lam[0], lam[1], EMS_NODES)
+        x0 = np.asarray(problem.data.sample(N_EMS, rng=SEED + 3), dtype=np.float64)
+        counter = Counter()
+        clock = time.perf_counter()
+        ems = dc.model_statistics(process, counted(model, counter), x0, lambdas, rng=SEED + 4)
+        seconds = time.perf_counter() - clock
+        notes.append(
+            f"dpm_solver_v3 (EMS): dc.model_statistics from {N_EMS} exact data samples on {EMS_NODES} half-log-SNR "
+            f"nodes in [{lam[0]:.3f}, {lam[1]:.3f}]: {seconds:.2f} s, {counter.n} batched model calls "
+            f"({counter.n * N_EMS} point evaluations), once per problem"
+        )
+        out.append(("dpm_solver_v3 (EMS)", "dpm_solver_v3", lambda ts: dc.get_solver("dpm_solver_v3", statistics=ems)))
+
+        def v3_lof(ts: np.ndarray):
+            f = 0.5 * (float(ts[-2]) + float(ts[-1]))
+            return dc.get_solver("dpm_solver_v3", statistics=ems, first_order_below=f)
+
+        out.append(("dpm_solver_v3 (EMS, lof)", "dpm_solver_v3", v3_lof))
+    return out, notes
 
 
 class Counter:
@@ -500,7 +703,9 @@ class Results:
         self.pname, self.rejected = pname, rejected
         self.best: dict = {}  # (lib, method) -> {nfe: [err, w2, used, variant, x]}
         self.every: dict = {}  # (lib, method, variant, nfe) -> err  (diffcore's default-grid table)
-        self.solvers: list[str] = []  # the diffcore ODE solvers that apply (declared requirements met)
+        self.solvers: list[str] = []  # the diffcore rows that apply (solvers whose declared requirements are met)
+        self.base: dict[str, str] = {}  # diffcore row -> its solver's name in dc.SOLVERS
+        self.notes: list[str] = []  # one-off costs of the diffcore configurations (estimated statistics)
 
     def reject(self, lib: str, method: str, variant: str, nfe, why: str) -> None:
         nfes = self.rejected.setdefault((self.pname, lib, method, variant, why), [])
@@ -655,13 +860,15 @@ def accuracy(pname: str, problem, rejected: dict, nfes) -> tuple[Results, float,
                 fewest = min((u for _, _, u in runs), default="?")
                 res.reject(lib, "dopri5", "all tolerances", nfe, f"fewest calls {fewest}")
 
-    # -- diffcore
+    # -- diffcore: every configuration of dc_configurations (plain solvers, lower-order final step, EMS)
     progress(f"{pname}: diffcore ODE")
     dyn = dc.ProbabilityFlowODE(process, model)
-    res.solvers = dc_ode_solvers(problem)
-    for name in res.solvers:
-        solver = dc.get_solver(name)
-        per = solver.nfe_per_step
+    configs, res.notes = dc_configurations(problem, lam_finite)
+    res.solvers = [row for row, _, _ in configs]
+    res.base = {row: base for row, base, _ in configs}
+    for row, base, make in configs:
+        base_solver = dc.get_solver(base)
+        per = base_solver.nfe_per_step
         for nfe in nfes:
             steps = nfe // per
             if steps < 1:
@@ -669,24 +876,29 @@ def accuracy(pname: str, problem, rejected: dict, nfes) -> tuple[Results, float,
             seen = []
             for label, grid_fn in DC_GRIDS:
                 try:
-                    ts = np.asarray(grid_fn(solver, process, steps, T_E, T_S), dtype=np.float64)
+                    ts = grid_fn(base_solver, process, steps, T_E, T_S)
                 except ValueError as e:  # the grid itself cannot be built here: one line for every solver
-                    if label != "default":
+                    if label.startswith("ays"):  # (a schedule that does not carry to this process)
+                        res.reject("diffcore", f"({', '.join(AYS_METHODS)})", label, nfe, short(e))
+                    elif label != "default":
                         res.reject("diffcore", "(every solver)", label, nfe, short(e))
-                    elif solver.grid not in PEER_GRIDS:  # (a named default's failure is listed under its name)
-                        res.reject("diffcore", name, f"default ({solver.grid})", nfe, short(e))
+                    elif base_solver.grid not in PEER_GRIDS:  # (a named default's failure is listed under its name)
+                        res.reject("diffcore", row, f"default ({base_solver.grid})", nfe, short(e))
                     continue
+                if ts is None:  # a searched schedule that was not tuned for this method / NFE
+                    continue
+                ts = np.asarray(ts, dtype=np.float64)
                 same = next((lab for lab, g in seen if g.shape == ts.shape and np.array_equal(g, ts)), None)
                 if same is not None:  # the default grid is one already run: record it under its name too
-                    res.every[("diffcore", name, label, nfe)] = res.every.get(("diffcore", name, same, nfe))
+                    res.every[("diffcore", row, label, nfe)] = res.every.get(("diffcore", row, same, nfe))
                     continue
                 seen.append((label, ts))
                 try:
-                    sol = dc.integrate(dyn, x1, ts, name, progress=False)
+                    sol = dc.integrate(dyn, x1, ts, make(ts), progress=False)
                 except (ValueError, TypeError, FloatingPointError, ZeroDivisionError) as e:
-                    res.reject("diffcore", name, label, nfe, short(e))
+                    res.reject("diffcore", row, label, nfe, short(e))
                     continue
-                put("diffcore", name, nfe, sol.x, sol.nfe, label)
+                put("diffcore", row, nfe, sol.x, sol.nfe, label)
 
     # -- SDE samplers (VP P1 / P2: W2 only)
     if is_vp and pname in ("P1", "P2"):
@@ -755,7 +967,7 @@ def default_grid_table(pname: str, res: Results, nfes) -> Table:
                 row.append(DASH)
             else:
                 row.append(f"{d:.2e} / {b[0]:.2e} (x{d / b[0]:.2f})")
-        t.add(method, dc.SOLVERS[method].grid, *row)
+        t.add(method, dc.SOLVERS[res.base.get(method, method)].grid, *row)
     return t
 
 
@@ -821,6 +1033,24 @@ def goal_table(goal: list) -> Table:
     return t
 
 
+def cost_table(costs: list[str]) -> Table:
+    t = Table(
+        "diffcore configurations: one-off costs (schedule tuning on the training family, estimated statistics)",
+        [
+            "rows 'name (lof)': get_solver(name, first_order_below=f), f halfway between the grid's last two times "
+            "(only the final step is first order); no one-off cost.",
+            "grid 'ays': the schedule optimize_schedule tuned for that method at that NFE on "
+            f"training_family({AYS_FAMILY['n']}, rng={AYS_FAMILY['rng']}) only, carried to each problem by "
+            "GridSearchResult.grid(process, t_min=1e-3, t_max=1) (log-SNR fractions); 'ays (NFE-20 schedule, "
+            "interpolated)': the NFE-20 schedule carried to NFE 50 by AYS log-linear interpolation (steps=).",
+        ],
+        ["cost"],
+    )
+    for c in costs:
+        t.add(c)
+    return t
+
+
 def rejected_table(rejected: dict) -> Table:
     t = Table(
         "Variants not compared",
@@ -838,6 +1068,7 @@ def main() -> None:
     import overhead
 
     quick = "--quick" in sys.argv
+    full = all(a == "--retune" for a in sys.argv[1:])  # the full run (timing, markdown), retuned or not
     nfes = (5, 10) if quick else NFES
     if "--nfe" in sys.argv:
         nfes = tuple(int(v) for v in sys.argv[sys.argv.index("--nfe") + 1].split(","))
@@ -867,8 +1098,11 @@ def main() -> None:
         if "--problems" in sys.argv:
             names = sys.argv[sys.argv.index("--problems") + 1].split(",")
             problems = {k: problems[k] for k in names}
+        costs = tune_schedules(nfes, retune="--retune" in sys.argv)
+        print("\n".join(costs), end="\n\n", flush=True)
         for pname, problem in problems.items():
             res, floor, n = accuracy(pname, problem, rejected, nfes)
+            costs += [f"{pname}: {note}" for note in res.notes]
             for tab in (
                 accuracy_table(pname, problem, res, floor, n, nfes),
                 default_grid_table(pname, res, nfes),
@@ -879,7 +1113,10 @@ def main() -> None:
         tab = goal_table(goal)
         tables.insert(0, tab)
         print(tab.text(), flush=True)
-        if len(sys.argv) == 1:
+        tab = cost_table(costs)
+        tables.insert(1, tab)
+        print(tab.text(), flush=True)
+        if full:
             for tab in overhead.tables():
                 tables.append(tab)
                 print(tab.text(), flush=True)
@@ -887,7 +1124,7 @@ def main() -> None:
         tables.append(tab)
         print(tab.text(), flush=True)
     footer = f"bench_peers finished in {time.perf_counter() - start:.0f} s"
-    if len(sys.argv) == 1:  # the full run only
+    if full:  # the full run only
         write_markdown("bench_peers", [*header, footer], tables)
     print(footer)
 

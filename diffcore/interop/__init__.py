@@ -31,8 +31,8 @@ with ``final_sigmas_type="zero"`` the last step is Tweedie's denoiser at the las
 ``DDIMScheduler`` (``eta = 0``) and ``EulerDiscreteScheduler`` are ``ddim``; ``HeunDiscreteScheduler``
 is ``edm_heun``; k-diffusion's ``sample_euler`` is ``ddim``, ``sample_heun`` is ``edm_heun`` and
 ``sample_dpmpp_2m`` is ``dpm_solver_pp_2m`` on any grid; flow_matching's ``ODESolver`` with
-``"euler"`` / ``"heun2"`` on ``1 - ts`` is ``euler`` / ``heun``.  diffusers rounds to float32
-(its tables, and the state in every step of the DPM-Solver and Euler schedulers), so those
+``"euler"`` / ``"heun2"`` / ``"midpoint"`` on ``1 - ts`` is ``euler`` / ``heun`` / ``midpoint``.
+diffusers rounds to float32 (its tables, and the state in every step of the DPM-Solver and Euler schedulers), so those
 agree to float32 rounding only.  ``import diffcore`` imports none of torch, diffusers,
 k-diffusion or flow_matching: a function imports what it needs when called
 (``pip install 'diffcore[interop]'``).

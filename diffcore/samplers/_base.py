@@ -211,23 +211,25 @@ class AbstractSolver(abc.ABC):
 
     Example
     -------
-    A complete solver, the explicit midpoint rule (order 2, two evaluations per step):
+    A complete solver, Ralston's second-order method (two evaluations per step, the second at
+    two thirds of the step):
 
     >>> from typing import ClassVar
     >>> import numpy as np
     >>> from diffcore import VPSDE, Gaussian, exact_score, sample
-    >>> class Midpoint(AbstractSolver):
-    ...     name: ClassVar[str] = "midpoint"
+    >>> class Ralston(AbstractSolver):
+    ...     name: ClassVar[str] = "ralston"
     ...     order: ClassVar[int] = 2
     ...     @property
     ...     def nfe_per_step(self) -> int:
     ...         return 2
     ...     def step(self, dynamics, x, t0, t1, noise, state):
     ...         h = t1 - t0
-    ...         half = x + (0.5 * h) * dynamics.drift(x, t0)
-    ...         return x + h * dynamics.drift(half, t0 + 0.5 * h), state
+    ...         k1 = dynamics.drift(x, t0)
+    ...         k2 = dynamics.drift(x + (2 * h / 3) * k1, t0 + 2 * h / 3)
+    ...         return x + (h / 4) * (k1 + 3 * k2), state
     >>> p, data = VPSDE(), Gaussian(np.zeros(2), np.eye(2))
-    >>> sol = sample(p, exact_score(p, data), p.prior_sample((4, 2), rng=0), method=Midpoint(), steps=10)
+    >>> sol = sample(p, exact_score(p, data), p.prior_sample((4, 2), rng=0), method=Ralston(), steps=10)
     >>> sol.nfe
     20
     """

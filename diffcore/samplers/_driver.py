@@ -85,15 +85,17 @@ def _check_step(xp: Any, x: Array, solver: AbstractSolver, i: int, grid: list[fl
 def _finite_sum(xp: Any, x: Array) -> Array:
     """A 0-d device value that is non-finite when an entry of ``x`` is: one reduction, no copy.
 
-    The sum carries NaN and infinity (also ``inf - inf``), and it is taken in float64, where a
-    float32 (or half) state cannot overflow (|x| < 3.4e38 times < 1e269 entries); for a float64
-    state it overflows only for entries beyond ~1e300, which is reported as non-finite too.  This
+    The sum carries NaN and infinity (also ``inf - inf``).  It is taken in ``x``'s dtype for
+    float32 and float64 states (a widening sum would first convert every entry, which costs as
+    much as the step's own arithmetic at small sizes), and in float32 for half precision.  It can
+    overflow only when entries exceed the dtype's largest value over the number of entries (for
+    float32 and 10^6 entries, ~3e32): such a diverged state is reported as non-finite too.  This
     costs about a tenth of ``all(isfinite(x))``, which writes a boolean array as large as ``x``;
-    ``isfinite`` itself runs once, on all the steps' sums stacked, after the loop.  Apple's MPS
-    has no float64: there the sum is taken in ``x``'s dtype.
+    ``isfinite`` itself runs once, on all the steps' sums stacked, after the loop.
     """
-    wide = xp.float64 if getattr(getattr(x, "device", None), "type", None) != "mps" else x.dtype
-    return xp.sum(x, dtype=wide)
+    if x.dtype in (xp.float32, xp.float64):
+        return xp.sum(x)
+    return xp.sum(x, dtype=xp.float32)
 
 
 def _check_steps(xp: Any, sums: list[Array], solver: AbstractSolver, grid: list[float]) -> None:
@@ -151,7 +153,7 @@ def integrate(
 
     Host synchronisation.  For NumPy arrays each step is checked at once (a sum, and only if
     that is not finite an entry-wise look).  For torch tensors (any non-NumPy array) the loop
-    never copies a device value to the host: each step appends ``sum(x)`` (in float64) as a device-side
+    never copies a device value to the host: each step appends ``sum(x)`` as a device-side
     value, and one ``isfinite`` and synchronisation after the loop raises for the
     *first* failing step, with its times (the remaining steps run on NaNs first).  The solvers of
     :data:`~diffcore.SOLVERS` are free of host synchronisation too (guarded by

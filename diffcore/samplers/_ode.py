@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from diffcore.samplers._base import AbstractSolver
 
-__all__ = ["RK4", "Euler", "Heun"]
+__all__ = ["RK4", "Euler", "Heun", "Midpoint"]
 
 
 class Euler(AbstractSolver):
@@ -37,6 +37,28 @@ class Heun(AbstractSolver):
         k1 = dynamics.drift(x, t0)
         k2 = dynamics.drift(x + h * k1, t1)
         return x + (0.5 * h) * (k1 + k2), state
+
+
+class Midpoint(AbstractSolver):
+    """The explicit midpoint rule (Runge 1895; Hairer et al. 1993, II.1); order 2, two evaluations per step.
+
+    ``k_1 = b(x_0, t_0)``, ``x_1 = x_0 + h b(x_0 + (h/2) k_1, t_0 + h/2)``.  The default second-order
+    method of flow-matching codes (flow_matching's and torchdiffeq's ``"midpoint"``, the same
+    update); on the straight-ish paths of the linear interpolant it is as accurate as Heun per
+    evaluation or more (``benchmarks/peers``).
+    """
+
+    name: ClassVar[str] = "midpoint"
+    order: ClassVar[int] = 2
+
+    @property
+    def nfe_per_step(self) -> int:
+        return 2
+
+    def step(self, dynamics, x, t0, t1, noise, state) -> tuple[Any, Any]:
+        h = t1 - t0
+        half = x + (0.5 * h) * dynamics.drift(x, t0)
+        return x + h * dynamics.drift(half, t0 + 0.5 * h), state
 
 
 class RK4(AbstractSolver):
