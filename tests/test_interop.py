@@ -22,8 +22,8 @@ Settings under which they coincide (found by reading the libraries and confirmed
   ``set_alpha_to_one=False`` ends at the level of timestep 0 (``t = 1/N``), ``True`` at ``t = 0``.
 * k-diffusion's ``sample_euler`` is ``ddim``, ``sample_heun`` is ``edm_heun`` (Euler at a final
   ``sigma = 0`` in both), ``sample_dpmpp_2m`` is ``dpm_solver_pp_2m`` on any grid.
-* flow_matching's ``ODESolver`` with ``"euler"`` / ``"heun2"`` / ``"midpoint"`` on ``1 - ts`` is ``euler`` /
-  ``heun`` / ``midpoint``.
+* flow_matching's ``ODESolver`` with ``"euler"`` / ``"heun2"`` / ``"midpoint"`` / ``"rk4"`` on ``1 - ts`` is
+  ``euler`` / ``heun`` / ``midpoint`` / ``rk4_38`` (torchdiffeq's rk4 is Kutta's 3/8 rule).
 """
 
 from __future__ import annotations
@@ -519,8 +519,10 @@ def test_flow_matching_velocity_round_trip():
     assert _max(pf(x, 0.4), v(x, 0.4)) <= 1e-12
 
 
-@pytest.mark.parametrize(("fm_method", "method"), [("euler", "euler"), ("heun2", "heun"), ("midpoint", "midpoint")])
-def test_ode_solver_is_diffcore_euler_heun_and_midpoint(fm_method, method):
+@pytest.mark.parametrize(
+    ("fm_method", "method"), [("euler", "euler"), ("heun2", "heun"), ("midpoint", "midpoint"), ("rk4", "rk4_38")]
+)
+def test_ode_solver_is_diffcore_euler_heun_midpoint_and_rk4_38(fm_method, method):
     """ODESolver on 1 - ts against diffcore on ts, both starting at t = 1 where alpha = 0: diffcore
     integrates the velocity given as a score of RF (the probability-flow drift is that velocity)."""
     score = dc.reparametrize(di.velocity_from_flow_matching(FM.velocity), RF, source="velocity")

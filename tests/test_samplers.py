@@ -196,15 +196,19 @@ def test_sample_uses_the_declared_grid_by_default():
 
 
 def test_nfe_budget():
-    """``nfe=`` buys ``nfe / nfe_per_step`` steps; a budget that is not a multiple, or too small, is refused."""
+    """``nfe=`` buys ``nfe / nfe_per_step`` steps; a budget that is not a multiple, too small for one step or
+    for a multistep method's order, is refused."""
     process, score, x_init, _, _ = _ode_problem("P1-vp")
     sol = dc.sample(process, score, x_init, method="rk4", nfe=12)
     assert (sol.nfe, len(sol.ts) - 1) == (12, 3)
     np.testing.assert_array_equal(sol.x, dc.sample(process, score, x_init, method="rk4", steps=3).x)
     with pytest.raises(ValueError, match=r"nfe must be a multiple of rk4's 4 evaluations per step; got nfe=10 "):
         dc.sample(process, score, x_init, method="rk4", nfe=10)
-    with pytest.raises(ValueError, match=r"multiple of heun's 2 evaluations per step; got nfe=1 \(nearest: 2 or 2\)"):
+    with pytest.raises(ValueError, match=r"multiple of heun's 2 evaluations per step; got nfe=1 \(nearest: 2\)"):
         dc.sample(process, score, x_init, method="heun", nfe=1)
+    with pytest.raises(ValueError, match=r"dpm_solver_pp_3m needs nfe >= 3 to reach its order 3 .* got nfe=2"):
+        dc.sample(process, score, x_init, method="dpm_solver_pp_3m", nfe=2)
+    assert dc.sample(process, score, x_init, method="dpm_solver_pp_3m", steps=2).nfe == 2  # the escape hatch
     with pytest.raises(TypeError, match="exactly one of steps and nfe"):
         dc.sample(process, score, x_init, method="heun", nfe=4, steps=2)
     with pytest.raises(TypeError, match="exactly one of steps and nfe"):

@@ -31,7 +31,8 @@ with ``final_sigmas_type="zero"`` the last step is Tweedie's denoiser at the las
 ``DDIMScheduler`` (``eta = 0``) and ``EulerDiscreteScheduler`` are ``ddim``; ``HeunDiscreteScheduler``
 is ``edm_heun``; k-diffusion's ``sample_euler`` is ``ddim``, ``sample_heun`` is ``edm_heun`` and
 ``sample_dpmpp_2m`` is ``dpm_solver_pp_2m`` on any grid; flow_matching's ``ODESolver`` with
-``"euler"`` / ``"heun2"`` / ``"midpoint"`` on ``1 - ts`` is ``euler`` / ``heun`` / ``midpoint``.
+``"euler"`` / ``"heun2"`` / ``"midpoint"`` / ``"rk4"`` on ``1 - ts`` is ``euler`` / ``heun`` / ``midpoint`` /
+``rk4_38`` (torchdiffeq's ``rk4`` is Kutta's 3/8 rule).
 diffusers rounds to float32 (its tables, and the state in every step of the DPM-Solver and Euler schedulers), so those
 agree to float32 rounding only.  ``import diffcore`` imports none of torch, diffusers,
 k-diffusion or flow_matching: a function imports what it needs when called

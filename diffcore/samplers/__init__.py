@@ -19,7 +19,7 @@ from diffcore.samplers._inversion import Inversion, invert
 from diffcore.samplers._ipndm import IPNDM
 from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
-from diffcore.samplers._ode import RK4, Euler, Heun, Midpoint
+from diffcore.samplers._ode import RK4, Euler, Heun, Midpoint, RK4ThreeEighths
 from diffcore.samplers._pc import PredictorCorrector
 from diffcore.samplers._per_step import SCHEDULABLE_METHODS, PerStepSolver
 from diffcore.samplers._registry import ADAPTIVE_SOLVERS, SOLVERS, get_solver
@@ -63,6 +63,7 @@ __all__ = [
     "Midpoint",
     "PerStepSolver",
     "PredictorCorrector",
+    "RK4ThreeEighths",
     "Requirements",
     "Solution",
     "StepStatistics",

@@ -83,19 +83,19 @@ def _check_step(xp: Any, x: Array, solver: AbstractSolver, i: int, grid: list[fl
 
 
 def _finite_sum(xp: Any, x: Array) -> Array:
-    """A 0-d device value that is non-finite when an entry of ``x`` is: one reduction, no copy.
+    """A 0-d device value that is non-finite exactly when an entry of ``x`` is: one reduction, no copy.
 
-    The sum carries NaN and infinity (also ``inf - inf``).  It is taken in ``x``'s dtype for
-    float32 and float64 states (a widening sum would first convert every entry, which costs as
-    much as the step's own arithmetic at small sizes), and in float32 for half precision.  It can
-    overflow only when entries exceed the dtype's largest value over the number of entries (for
-    float32 and 10^6 entries, ~3e32): such a diverged state is reported as non-finite too.  This
-    costs about a tenth of ``all(isfinite(x))``, which writes a boolean array as large as ``x``;
-    ``isfinite`` itself runs once, on all the steps' sums stacked, after the loop.
+    The sum carries NaN and infinity (also ``inf - inf``), and it is taken in float64, where a
+    float32 (or half) state cannot overflow (|x| < 3.4e38 times < 1e269 entries): a huge but
+    finite state is never reported as non-finite.  For a float64 state it overflows only for
+    entries beyond ~1e300, which is reported as non-finite too.  This costs about a tenth of
+    ``all(isfinite(x))``, which writes a boolean array as large as ``x``; ``isfinite`` itself runs
+    once, on all the steps' sums stacked, after the loop.  Apple's MPS has no float64: there the
+    sum is taken in ``x``'s dtype.
     """
-    if x.dtype in (xp.float32, xp.float64):
+    if x.dtype == xp.float64 or getattr(getattr(x, "device", None), "type", None) == "mps":
         return xp.sum(x)
-    return xp.sum(x, dtype=xp.float32)
+    return xp.sum(x, dtype=xp.float64)
 
 
 def _check_steps(xp: Any, sums: list[Array], solver: AbstractSolver, grid: list[float]) -> None:
@@ -213,8 +213,11 @@ def integrate(
 def steps_for_budget(solver: AbstractSolver, steps: int | None, nfe: int | None) -> int:
     """The number of grid steps from exactly one of ``steps`` and a budget of ``nfe`` evaluations.
 
-    ``nfe`` must be a positive multiple of ``solver.nfe_per_step``: ``rk4`` (4 per step) cannot
-    spend 10 evaluations, and 3 would not buy it one step.
+    ``nfe`` must be a positive multiple of ``solver.nfe_per_step`` (``rk4`` cannot spend 10
+    evaluations, and 3 would not buy it one step), and a method with one evaluation per step and
+    declared order ``p > 1`` (a multistep method: its formula of order ``p`` uses ``p`` model
+    values) needs ``nfe >= p``: with fewer it would run only its lower-order warm-up.  Pass
+    ``steps`` to run such a method anyway.
     """
     if (steps is None) == (nfe is None):
         raise TypeError(f"give exactly one of steps and nfe; got steps={steps!r}, nfe={nfe!r}")
@@ -223,9 +226,15 @@ def steps_for_budget(solver: AbstractSolver, steps: int | None, nfe: int | None)
     nfe = check_steps(nfe, "nfe")
     per = solver.nfe_per_step
     if nfe % per:
+        lower = nfe - nfe % per
+        nearest = " or ".join(str(c) for c in (lower, lower + per) if c >= per)
         raise ValueError(
-            f"nfe must be a multiple of {solver.name}'s {per} evaluations per step; got nfe={nfe} "
-            f"(nearest: {max(per, nfe - nfe % per)} or {nfe - nfe % per + per})"
+            f"nfe must be a multiple of {solver.name}'s {per} evaluations per step; got nfe={nfe} (nearest: {nearest})"
+        )
+    if per == 1 and nfe < solver.order:
+        raise ValueError(
+            f"{solver.name} needs nfe >= {solver.order} to reach its order {solver.order} (its multistep formula "
+            f"uses {solver.order} model values); got nfe={nfe}; pass steps={nfe} to run its lower-order warm-up"
         )
     return nfe // per
 
@@ -261,7 +270,7 @@ def sample(
     (the default): the grid the solver declares it is designed for and is measured on
     (:attr:`AbstractSolver.grid`; ``SOLVERS[name].grid``).  The exponential integrators
     (DDIM, DPM-Solver, DPM-Solver++, DEIS, UniPC) lose their order on the uniform grid in ``t``
-    (on P1, ``dpm_solver_pp_3m`` with 10 steps errs 20x more there than on the log-SNR grid),
+    (on P1, ``dpm_solver_pp_3m`` with 10 steps errs 24 times more there than on the log-SNR grid),
     so the default matters: pass ``grid`` only to override it.  ``options`` go to the solver
     named by ``method``, e.g.
     ``method="adaptive", rtol=1e-6, atol=1e-6`` or ``method="bdia", gamma=0.5``.  For another

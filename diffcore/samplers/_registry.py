@@ -15,7 +15,7 @@ from diffcore.samplers._edm import EDMHeun, EDMStochastic
 from diffcore.samplers._ipndm import IPNDM
 from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
-from diffcore.samplers._ode import RK4, Euler, Heun, Midpoint
+from diffcore.samplers._ode import RK4, Euler, Heun, Midpoint, RK4ThreeEighths
 from diffcore.samplers._pc import PredictorCorrector
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
 from diffcore.samplers._unipc import UniPC2, UniPC2BH1, UniPC3, UniPC3BH1
@@ -31,6 +31,7 @@ SOLVERS: dict[str, type[AbstractSolver]] = {
         Heun,
         Midpoint,
         RK4,
+        RK4ThreeEighths,
         DDIM,
         DPMSolver2,
         DPMSolver3,
