@@ -207,8 +207,9 @@ def test_device_path_flags_a_state_that_recovers():
 
 @pytest.mark.parametrize("entry", [float("inf"), float("-inf"), float("nan")])
 def test_device_flag_is_exact_for_float32_states(entry):
-    """The per-step flag sums in float64: huge finite float32 states (whose float32 sum would
-    overflow) pass, and a single non-finite entry among them is caught."""
+    """The per-step probe of a float32 state is its max and min: huge finite float32 states (whose
+    float32 sum would overflow) pass, and a single non-finite entry among them (NaN, +inf or -inf)
+    is caught."""
 
     @dataclass(frozen=True)
     class Big(dc.AbstractSolver):
