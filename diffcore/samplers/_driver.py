@@ -82,26 +82,29 @@ def _check_step(xp: Any, x: Array, solver: AbstractSolver, i: int, grid: list[fl
         _raise_non_finite(solver, i, grid)
 
 
-def _finite_probe(xp: Any, x: Array) -> Array:
-    """A 1-d device array that is finite exactly when every entry of ``x`` is: one or two reductions, no copy.
+def _finite_probes(xp: Any, x: Array) -> tuple[Array, ...]:
+    """0-d device values that are all finite exactly when every entry of ``x`` is: no copy of ``x``.
 
-    float64 states: ``[sum(x)]``, which carries NaN and infinity (also ``inf - inf``) and overflows
+    float64 states: ``sum(x)``, which carries NaN and infinity (also ``inf - inf``) and overflows
     only for entries beyond ~1e300 / n (reported as non-finite too).  float32 and half states:
-    ``[max(x), min(x)]``: NaN propagates through both (array API), ``+inf`` is the max and ``-inf``
-    the min, and neither can overflow, so a huge but finite state is never reported as non-finite.
-    A float32 sum could overflow there, and a sum widened to float64 first converts every entry,
-    five times the cost of the two reductions at 10^4 x 64 points.  ``isfinite`` runs once, on
-    all the steps' probes stacked, after the loop.  This costs a small fraction of
+    ``max(x)`` and ``min(x)``: NaN propagates through both (array API), ``+inf`` is the max and
+    ``-inf`` the min, and neither can overflow, so a huge but finite state is never reported as
+    non-finite.  A float32 sum could overflow there, and a sum widened to float64 first converts
+    every entry, five times the cost of the two reductions at 10^4 x 64 points.  ``isfinite``
+    runs once, on all the steps' probes stacked, after the loop.  This costs a small fraction of
     ``all(isfinite(x))``, which writes a boolean array as large as ``x``.
     """
     if x.dtype == xp.float64:
-        return xp.reshape(xp.sum(x), (1,))
-    return xp.stack([xp.max(x), xp.min(x)])
+        return (xp.sum(x),)
+    return xp.max(x), xp.min(x)
 
 
 def _check_steps(xp: Any, probes: list[Array], solver: AbstractSolver, grid: list[float]) -> None:
-    """Device arrays: one host synchronisation after the loop; raise naming the first failing step."""
-    ok = xp.all(xp.isfinite(xp.stack(probes)), axis=1)
+    """Device arrays: one host synchronisation after the loop; raise naming the first failing step.
+
+    ``probes`` holds the same number of values for every step, in step order.
+    """
+    ok = xp.all(xp.reshape(xp.isfinite(xp.stack(probes)), (len(grid) - 1, -1)), axis=1)
     if not bool(xp.all(ok)):
         _raise_non_finite(solver, int(xp.argmax(xp.astype(~ok, xp.int32))), grid)
 
@@ -192,7 +195,7 @@ def integrate(
             if on_host:
                 _check_step(xp, x, solver, i, grid)
             else:
-                probes.append(_finite_probe(xp, x))
+                probes.extend(_finite_probes(xp, x))
             if save_path:
                 path.append(x)
             bar.update(1)
