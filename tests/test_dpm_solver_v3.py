@@ -102,13 +102,15 @@ def test_mixture_statistics_with_one_component_match_the_gaussian_closed_form():
 @pytest.mark.slow
 @pytest.mark.parametrize("problem", ["P1", "P2"])
 def test_order_with_exact_statistics(problem):
-    """Declared order 3 measured with the exact EMS (P1: Monte Carlo over 2000 points), 100–800 steps."""
+    """Declared order 3 measured with the exact EMS (P1: Monte Carlo over 500 points; the statistics are
+    fixed for all step counts, so their sampling error does not enter the slope), P1 on 100–800 steps
+    (fit 2.93), P2 on 50–400 (fit 2.83; 2.90 on 100–800)."""
     data = circle_mixture() if problem == "P1" else random_gaussian()
-    ems = dc.exact_model_statistics(VP, data, _span(), n=2000, rng=0)
+    ems = dc.exact_model_statistics(VP, data, _span(), n=500, rng=0)
     score = dc.exact_score(VP, data)
     x = VP.prior_sample((100, data.dim), rng=0)
     ref = reference_ode_solution(dc.ProbabilityFlowODE(VP, score), x, 1.0, T_MIN, rtol=1e-12, atol=1e-12)
-    steps = (100, 200, 400, 800)
+    steps = (100, 200, 400, 800) if problem == "P1" else (50, 100, 200, 400)
     solver = dc.get_solver("dpm_solver_v3", statistics=ems)
     errors = [float(np.max(np.linalg.norm(_run(data, solver, n, x) - ref, axis=1))) for n in steps]
     assert abs(fit_order(steps, errors) - solver.order) < 0.25, errors
