@@ -33,7 +33,7 @@ from diffcore._array import resolve_rng
 from diffcore._validation import check_array, check_choice, check_scalar_time, check_size, check_steps
 from diffcore.dynamics import ProbabilityFlowODE
 from diffcore.samplers import SCHEDULABLE_METHODS, get_solver, integrate
-from diffcore.search._grid import _grid_of_cumulative, _log_snr_range, grid_from_fractions
+from diffcore.search._grid import _check_interval, _Counted, _grid_of_cumulative, _log_snr_range, grid_from_fractions
 from diffcore.testing import Problem, reference_ode_solution
 
 __all__ = ["GITSResult", "gits_grid", "gits_grid_family"]
@@ -76,14 +76,6 @@ class GITSResult:
         t_max = float(self.ts[0]) if t_max is None else check_scalar_time(t_max, "t_max")
         return grid_from_fractions(process, self.log_snr_fractions, t_min=t_min, t_max=t_max, steps=steps)
 
-
-class _Counted:
-    def __init__(self, f: Callable[[Any, Any], Any]) -> None:
-        self.f, self.calls = f, 0
-
-    def __call__(self, x: Any, t: Any) -> Any:
-        self.calls += 1
-        return self.f(x, t)
 
 
 def _cost_matrix(
@@ -134,9 +126,7 @@ def _gits(
     candidates = check_steps(candidates, "candidates")
     if candidates < steps:
         raise ValueError(f"candidates must be >= steps = {steps} (one candidate per step at least); got {candidates}")
-    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
-    if not 0.0 < t_min < t_max:
-        raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
+    t_min, t_max = _check_interval(t_min, t_max)
     for process, _, _ in cases:
         _log_snr_range(process, t_min, t_max)
     clock = time.perf_counter()

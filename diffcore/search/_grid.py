@@ -67,6 +67,35 @@ _FLOOR = 1e-3  # the epsilon of the parametrisation
 _FAILED = 1e300  # the error charged to a grid whose run fails (non-finite state)
 
 
+class _Counted:
+    """A model that counts its (batched) calls: the search's own cost in model evaluations."""
+
+    def __init__(self, f: Callable[[Any, Any], Any]) -> None:
+        self.f, self.calls = f, 0
+
+    def __call__(self, x: Any, t: Any) -> Any:
+        self.calls += 1
+        return self.f(x, t)
+
+
+def _check_interval(t_min: Any, t_max: Any) -> tuple[float, float]:
+    """``(t_min, t_max)`` as floats with ``0 < t_min < t_max <= 1``; else ``ValueError``."""
+    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
+    if not 0.0 < t_min < t_max:
+        raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
+    return t_min, t_max
+
+
+def _check_methods(methods: Any) -> tuple[str, ...]:
+    """One name or a sequence of names of :data:`SCHEDULABLE_METHODS`, as a non-empty tuple."""
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not methods:
+        raise ValueError(f"methods must name at least one method; allowed: {', '.join(SCHEDULABLE_METHODS)}")
+    for m in methods:
+        check_choice("method", m, SCHEDULABLE_METHODS)
+    return methods
+
+
 def _log_snr_range(process: Any, t_min: float, t_max: float) -> tuple[float, float]:
     lo, hi = float(process.log_snr(t_max)), float(process.log_snr(t_min))
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
@@ -191,9 +220,7 @@ def grid_from_fractions(
     frac = np.asarray(fractions, dtype=np.float64).reshape(-1)
     if frac.size < 1 or not np.all(np.isfinite(frac)) or not np.all(frac > 0):
         raise ValueError(f"fractions must be finite and positive (a strictly monotone schedule in log-SNR); got {frac}")
-    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
-    if not 0.0 < t_min < t_max:
-        raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
+    t_min, t_max = _check_interval(t_min, t_max)
     cum = np.concatenate([[0.0], np.cumsum(frac / frac.sum())])
     cum[-1] = 1.0
     if steps is not None and check_steps(steps) != frac.size:
@@ -501,17 +528,11 @@ def optimize_grid(
     (4, 5, True)
     """
     nfe = check_steps(nfe, "nfe")
-    methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    if not methods:
-        raise ValueError(f"methods must name at least one method; allowed: {', '.join(SCHEDULABLE_METHODS)}")
-    for m in methods:
-        check_choice("method", m, SCHEDULABLE_METHODS)
+    methods = _check_methods(methods)
     check_choice("objective", objective, SEARCH_OBJECTIVES)
     check_choice("init", init, GRID_INITS)
     check_choice("family", family, GRID_FAMILIES)
-    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
-    if not 0.0 < t_min < t_max:
-        raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
+    t_min, t_max = _check_interval(t_min, t_max)
     starts, top_k = check_steps(starts, "starts"), check_steps(top_k, "top_k")
     schedules = _check_budget(methods, nfe)
     if not isinstance(x_init, np.ndarray) or x_init.ndim != 2:

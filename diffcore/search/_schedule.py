@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from diffcore._array import resolve_rng
-from diffcore._validation import check_choice, check_scalar_time, check_size, check_steps
+from diffcore._validation import check_choice, check_size, check_steps
 from diffcore.distributions import GaussianMixture
 from diffcore.dynamics import ProbabilityFlowODE
 from diffcore.processes import VPSDE, AbstractProcess
-from diffcore.samplers import SCHEDULABLE_METHODS, PerStepSolver, get_solver, integrate, time_grid
+from diffcore.samplers import PerStepSolver, get_solver, integrate, time_grid
 from diffcore.search._grid import (
     _FAILED,
     GRID_INITS,
@@ -43,6 +43,9 @@ from diffcore.search._grid import (
     GridSearchResult,
     ScoreScale,
     _check_budget,
+    _check_interval,
+    _check_methods,
+    _Counted,
     _cumulative_fractions,
     _error,
     _grid_of_cumulative,
@@ -121,16 +124,6 @@ def _check_range(name: str, value: Any) -> tuple[int, int]:
         raise ValueError(f"{name} must satisfy 1 <= lo <= hi; got {value!r}")
     return lo, hi
 
-
-class _Counted:
-    """A model that counts its (batched) calls."""
-
-    def __init__(self, f: Callable[[Any, Any], Any]) -> None:
-        self.f, self.calls = f, 0
-
-    def __call__(self, x: Any, t: Any) -> Any:
-        self.calls += 1
-        return self.f(x, t)
 
 
 class _Case:
@@ -243,16 +236,10 @@ def optimize_schedule(
         if not isinstance(p, Problem):
             raise TypeError(f"problems must be diffcore.testing.Problem objects; got {type(p).__name__}")
     nfe = check_steps(nfe, "nfe")
-    methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    if not methods:
-        raise ValueError(f"methods must name at least one method; allowed: {', '.join(SCHEDULABLE_METHODS)}")
-    for m in methods:
-        check_choice("method", m, SCHEDULABLE_METHODS)
+    methods = _check_methods(methods)
     check_choice("objective", objective, SEARCH_OBJECTIVES)
     check_choice("coefficients", coefficients, SCHEDULE_COEFFICIENTS)
-    t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
-    if not 0.0 < t_min < t_max:
-        raise ValueError(f"t_min must lie in (0, t_max) = (0, {t_max}); got {t_min}")
+    t_min, t_max = _check_interval(t_min, t_max)
     n_points = check_size(n_points, "n_points")
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1; got {n_points}")
