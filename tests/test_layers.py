@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "fokker_planck": 4,
     "graphs": 4,
     "training": 4,
+    "conditional": 4,
     # above everything: the correctness kit and the search over grids and schedules
     "testing": 5,
     "search": 5,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from diffcore._array import broadcast_time, is_scalar_time
 from diffcore._validation import check_choice, check_points, check_time, check_time_for
-from diffcore.distributions._components import component_terms, logsumexp, softmax
+from diffcore.distributions._components import Components, component_terms, logsumexp, softmax
 from diffcore.distributions._mixture import Gaussian, GaussianMixture
 from diffcore.processes import AbstractProcess
 
-__all__ = ["ExactField", "exact_denoiser", "exact_log_prob", "exact_score", "marginal"]
+__all__ = ["ComponentTerms", "ExactField", "exact_denoiser", "exact_log_prob", "exact_score", "marginal"]
 
 Array = Any
 Data = Gaussian | GaussianMixture
@@ -66,6 +66,23 @@ def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
 _KINDS = ("score", "denoiser", "log_prob")
 
 
+class ComponentTerms(NamedTuple):
+    """Per-component terms of the pushed mixture at ``(x, t)`` (see :mod:`._components`).
+
+    ``log_joint`` ``(n, K)``: ``log w_k + log N(x; alpha m_k, V_k)``; ``proj`` ``(n, K, d)``:
+    ``U_k^T (x - alpha m_k)``; ``var`` ``(n or 1, K, d)``: ``alpha^2 lam_k + sigma^2``;
+    ``comps`` the eigen-factored components on ``x``'s backend; ``alpha`` and ``sigma2``
+    floats or ``(n,)`` arrays.  For a shifted process ``x`` is taken minus ``(1 - alpha) mu``.
+    """
+
+    log_joint: Any
+    proj: Any
+    var: Any
+    comps: Components
+    alpha: Any
+    sigma2: Any
+
+
 @dataclass(frozen=True, eq=False)
 class ExactField:
     r"""A closed-form field ``(x, t) -> array`` of the marginals of Gaussian-mixture data.
@@ -93,7 +110,13 @@ class ExactField:
         _check(self.process, self.data)
         check_choice("kind", self.kind, _KINDS)
 
-    def __call__(self, x: Array, t: Any) -> Array:
+    def terms(self, x: Array, t: Any) -> ComponentTerms:
+        """The per-component quantities at ``(x, t)`` from which every field is assembled.
+
+        Shared by the score, denoiser and log density here and by the conditional fields of
+        :mod:`diffcore.conditional` (class-restricted responsibilities, likelihoods of a
+        measurement); see :class:`ComponentTerms`.
+        """
         mixture = _check(self.process, self.data)
         x = check_points(x, mixture.dim)
         t = check_time_for(t, x)
@@ -102,6 +125,10 @@ class ExactField:
             x = x - _offset(self.process, a, x)
         comps = mixture._components.like(x)
         log_joint, proj, var = component_terms(x, comps, a, s**2)
+        return ComponentTerms(log_joint, proj, var, comps, a, s**2)
+
+    def __call__(self, x: Array, t: Any) -> Array:
+        log_joint, proj, var, comps, a, _ = self.terms(x, t)
         if self.kind == "log_prob":
             return logsumexp(log_joint, axis=1)
         resp = softmax(log_joint, axis=1)
