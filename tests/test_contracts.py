@@ -29,6 +29,7 @@ import pytest
 import torch
 
 import diffcore as dc
+import diffcore.conditional as dcc
 import diffcore.graphs as dg
 import diffcore.interop as di
 import diffcore.testing as dt
@@ -259,6 +260,131 @@ row(
     lambda x, kind: dc.ExactField(VP, GM, kind)(x, 0.5),
     {"x": X, "kind": "score"},
     {"x": "points", "kind": "choice"},
+    nan="rows",
+)
+
+# conditioning: labelled mixtures, guidance, measurements, exact posteriors
+LM = dcc.LabelledMixture(GM.weights, GM.means, GM.covs, [0, 1])
+INPAINT = dcc.LinearGaussianMeasurement.inpainting(2, [0], noise_std=0.2)
+SIGN = dcc.SignMeasurement(np.array([[1.0, 0.5]]), noise_std=0.3)
+Y1 = np.array([0.4])
+row(
+    "diffcore.conditional.LabelledMixture",
+    lambda weights, means, covs: dcc.LabelledMixture(weights, means, covs, [0, 1]).mixture.log_prob(X),
+    {"weights": GM.weights, "means": GM.means, "covs": GM.covs},
+    {"weights": "array", "means": "array", "covs": "array"},
+    out=None,
+)
+row(
+    "diffcore.conditional.LabelledMixture.sample",
+    lambda n, rng: LM.sample(n, rng),
+    {"n": 4, "rng": 0},
+    {"n": "size", "rng": "rng"},
+)
+for _fn in (dcc.exact_conditional_score, dcc.exact_classifier_score):
+    row(
+        f"diffcore.conditional.{_fn.__name__}",
+        lambda x, t, _f=_fn: _f(VP, LM, 1)(x, t),
+        {"x": X, "t": 0.5},
+        {"x": "points", "t": "time"},
+        nan="rows",
+    )
+row(
+    "diffcore.conditional.exact_classifier",
+    lambda x, t: dcc.exact_classifier(VP, LM)(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+for _guide in (dcc.classifier_free_guidance, dcc.classifier_guidance):
+    row(
+        f"diffcore.conditional.{_guide.__name__}",
+        lambda x, t, weight, _g=_guide: _g(dcc.exact_conditional_score(VP, LM, 1), SCORE, weight, interval=(0.2, 0.8))(
+            x, t
+        ),
+        {"x": X, "t": 0.5, "weight": 2.0},
+        {"x": "points", "t": "time", "weight": "real" if _guide is dcc.classifier_free_guidance else "nonnegative"},
+        names={"weight": "w" if _guide is dcc.classifier_free_guidance else "scale"},
+        nan="rows",
+    )
+row(
+    "diffcore.conditional.TiltedLaw",
+    lambda gamma, n, rng: dcc.TiltedLaw(LM, 1, gamma).sample(n, rng),
+    {"gamma": 2.0, "n": 4, "rng": 0},
+    {"gamma": "nonnegative", "n": "size", "rng": "rng"},
+)
+for _meth in ("log_prob_unnormalised", "score", "log_classifier"):
+    row(
+        f"diffcore.conditional.TiltedLaw.{_meth}",
+        lambda x, _m=_meth: getattr(dcc.TiltedLaw(LM, 1, 2.0), _m)(x),
+        {"x": X},
+        {"x": "points"},
+        nan="rows",
+    )
+for _meas, _y in ((INPAINT, Y1), (SIGN, np.array([1.0]))):
+    _mcls = type(_meas)
+    _mn = f"diffcore.conditional.{_mcls.__name__}"
+    row(
+        _mn,
+        lambda H, noise_std, _c=_mcls: _c(H, noise_std).H,
+        {"H": _meas.H, "noise_std": 0.2},
+        {"H": "array", "noise_std": "positive"},
+        out=None,
+    )
+    for _meth in ("log_likelihood", "likelihood_score"):
+        row(
+            f"{_mn}.{_meth}",
+            lambda x, y, _m=_meth, _s=_meas: getattr(_s, _m)(x, y),
+            {"x": X, "y": _y},
+            {"x": "points", "y": "array"},
+            nan="rows",
+        )
+    row(
+        f"{_mn}.sample",
+        lambda x, rng, _s=_meas: _s.sample(x, rng),
+        {"x": X, "rng": 0},
+        {"x": "points", "rng": "rng"},
+        nan="rows",
+    )
+row(
+    "diffcore.conditional.posterior",
+    lambda y: dcc.posterior(LM, INPAINT, y).mixture.log_prob(X),
+    {"y": Y1},
+    {"y": "array"},
+    out=None,
+)
+row(
+    "diffcore.conditional.quadrature_posterior",
+    lambda y, resolution: dcc.quadrature_posterior(GM, SIGN, y, resolution=resolution).mean,
+    {"y": np.array([1.0]), "resolution": 41},
+    {"y": "array", "resolution": "count"},
+    out=None,
+)
+row(
+    "diffcore.conditional.GridLaw",
+    lambda resolution, n, rng: dcc.GridLaw(GM.log_prob, [-4.0, -4.0], [4.0, 4.0], resolution).sample(n, rng),
+    {"resolution": 41, "n": 4, "rng": 0},
+    {"resolution": "count", "n": "size", "rng": "rng"},
+)
+row(
+    "diffcore.conditional.exact_likelihood_score",
+    lambda x, t: dcc.exact_likelihood_score(VP, LM, INPAINT, Y1)(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(  # the observation is a parameter of the field (converted to x's library at each call, like the prior's means)
+    "diffcore.conditional.exact_likelihood_score[y]",
+    lambda y: dcc.exact_likelihood_score(VP, LM, INPAINT, y).log_likelihood(X, 0.5),
+    {"y": Y1},
+    {"y": "array"},
+    out=None,
+)
+row(
+    "diffcore.conditional.exact_posterior_covariance",
+    lambda x, t: dcc.exact_posterior_covariance(VP, LM)(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
     nan="rows",
 )
 
@@ -1390,6 +1516,8 @@ EXEMPT: dict[str, str] = {
         "a solver without parameters: test_solvers_run_exactly_where_their_declared_requirements_are_met",
     ),
     "graphs": "the subpackage itself (its names are checked one by one)",
+    "AbstractMeasurement": "an abstract base: its concrete measurements have rows",
+    "GuidedScore": "what classifier_free_guidance and classifier_guidance return: checked through their rows",
     "PREDICTION_TYPES": "a constant registry",
     "import_kdiffusion_sampling": "takes no input: it loads k-diffusion's sampling module",
     **dict.fromkeys(
@@ -1418,6 +1546,7 @@ def _public_names() -> list[tuple[str, str]]:
         "diffcore.testing": dt,
         "diffcore.graphs": dg,
         "diffcore.interop": di,
+        "diffcore.conditional": dcc,
     }
     return [(m, name) for m, mod in modules.items() for name in mod.__all__]
 

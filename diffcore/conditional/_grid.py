@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import resolve_rng, uniform
-from diffcore._validation import check_size
+from diffcore._validation import check_size, check_steps
 
 __all__ = ["GridLaw", "default_box"]
 
@@ -53,7 +53,7 @@ class GridLaw:
             )
         if not np.all(upper > lower):
             raise ValueError(f"upper must exceed lower in every coordinate; got {lower.tolist()}, {upper.tolist()}")
-        res = check_size(self.resolution, "resolution")
+        res = check_steps(self.resolution, "resolution")
         axes = [lo + (np.arange(res) + 0.5) * (hi - lo) / res for lo, hi in zip(lower, upper, strict=True)]
         pts = np.stack([g.reshape(-1) for g in np.meshgrid(*axes, indexing="ij")], axis=1)
         logf = np.concatenate([np.asarray(self.log_density(pts[i : i + 65536])) for i in range(0, len(pts), 65536)])

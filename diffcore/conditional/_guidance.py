@@ -59,7 +59,10 @@ class GuidedScore:
         xp = namespace(like)
         t = as_array(t, like)
         inside = (t >= lo) & (t <= hi)
-        return xp.reshape(xp.where(inside, self.weight, self.outside), (-1, 1))
+        w_in, w_out = (
+            xp.asarray(v, dtype=like.dtype, device=getattr(like, "device", None)) for v in (self.weight, self.outside)
+        )
+        return xp.reshape(xp.where(inside, w_in, w_out), (-1, 1))  # in x's dtype (a float64 w would promote)
 
     def __call__(self, x: Array, t: Any) -> Array:
         return self.base(x, t) + self.weight_at(t, x) * self.direction(x, t)
@@ -176,7 +179,8 @@ class TiltedLaw:
         """``n`` exact draws by rejection, shape ``(n, d)``, the means' array type.
 
         Raises ``RuntimeError`` when more than ``max_proposals`` proposals were needed (the
-        acceptance rate, ``Z_gamma / p(y)^...``, is then below ``n / max_proposals``).
+        acceptance rate, ``Z_gamma / p(y)`` for ``gamma >= 1`` and ``Z_gamma`` below, with
+        ``Z_gamma = int p(x) p(y | x)^gamma dx``, is then below about ``n / max_proposals``).
         """
         n = check_size(n, "n")
         rng = resolve_rng(rng)

@@ -109,17 +109,17 @@ class LabelledMixture:
         probs = np.asarray([float(p) for p in self.class_probs])
         ys = np.asarray(self.classes)[np.minimum(np.searchsorted(np.cumsum(probs), uniform(rng, (n,))), len(probs) - 1)]
         xp = namespace(self.means)
-        x = xp.zeros((n, self.dim), dtype=self.means.dtype)
-        parts = [None] * n
+        order, parts = [], []
         for c in self.classes:
             idx = np.flatnonzero(ys == c)
             if idx.size:
-                pts = self.conditional(c).sample(int(idx.size), rng)
-                for j, i in enumerate(idx):
-                    parts[i] = pts[j]
-        if n:
-            x = xp.stack(parts)
-        return ys, x
+                order.append(idx)
+                parts.append(self.conditional(c).sample(int(idx.size), rng))
+        if not parts:
+            return ys, xp.zeros((0, self.dim), dtype=self.means.dtype)
+        inverse = np.argsort(np.concatenate(order))  # row j of the class-ordered draws goes to point order[j]
+        x = xp.concat(parts, axis=0)
+        return ys, xp.take(x, xp.asarray(inverse, device=getattr(x, "device", None)), axis=0)
 
 
 def _integer_labels(labels: Any, k: int) -> np.ndarray:
@@ -144,8 +144,8 @@ def check_labels(data: LabelledMixture, y: Any) -> int | np.ndarray:
         raise TypeError(f"data must be a LabelledMixture; got {type(data).__name__}")
     if isinstance(y, bool):
         raise TypeError("y must be an integer class label or an array of them; got a bool")
-    scalar = isinstance(y, (int, np.integer))
     arr = np.asarray(y.cpu() if hasattr(y, "cpu") else y)
+    scalar = isinstance(y, (int, np.integer)) or (arr.ndim == 0 and np.issubdtype(arr.dtype, np.integer))
     if not scalar and (arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(
             f"y must be an int or a 1-D integer array of labels; got {type(y).__name__} of shape {arr.shape}"

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from diffcore._array import as_array, namespace, normal, resolve_rng
-from diffcore._validation import check_array, check_points, check_positive
+from diffcore._validation import check_array, check_points, check_positive, check_same_namespace
 
 __all__ = ["AbstractMeasurement", "LinearGaussianMeasurement", "SignMeasurement", "check_observation"]
 
@@ -55,7 +55,11 @@ class AbstractMeasurement:
         return x @ as_array(self.H, x).T
 
     def _obs(self, y: Array, like: Array) -> Array:
-        return as_array(check_observation(self, y), like)
+        """``y`` checked and on ``like``'s dtype; ``y`` and ``like`` must be arrays of one library and device."""
+        like = check_points(like, self.dim)
+        y = check_observation(self, y)
+        check_same_namespace(x=like, y=y)
+        return as_array(y, like)
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,8 +166,8 @@ class SignMeasurement(AbstractMeasurement):
 
     def log_likelihood(self, x: Array, y: Array) -> Array:
         """``sum_i log Phi(y_i (H x)_i / noise_std)``, shape ``(n,)``."""
-        xp = namespace(x)
-        return xp.sum(_log_ndtr(self._z(x, y)), axis=1)
+        z = self._z(x, y)
+        return namespace(z).sum(_log_ndtr(z), axis=1)
 
     def likelihood_score(self, x: Array, y: Array) -> Array:
         """``sum_i y_i (phi / Phi)(z_i) H_i / noise_std`` with ``z_i = y_i (H x)_i / noise_std``; ``(n, d)``."""
@@ -173,11 +177,11 @@ class SignMeasurement(AbstractMeasurement):
         return (ratio * self._obs(y, x)[None, :] / self.noise_std) @ as_array(self.H, x)
 
     def sample(self, x: Array, rng: Any = None) -> Array:
-        """Draw the signs ``y (n, m)`` in ``{-1., +1.}`` for ``x (n, d)``."""
+        """Draw the signs ``y (n, m)`` in ``{-1., +1.}`` for ``x (n, d)`` (NaN where ``x`` has NaN)."""
         hx = self.forward(x)
         xp = namespace(hx)
         v = hx + self.noise_std * normal(resolve_rng(rng), tuple(hx.shape), hx)
-        return xp.where(v >= 0, xp.ones_like(v), -xp.ones_like(v))
+        return xp.where(v >= 0, xp.ones_like(v), xp.where(v < 0, -xp.ones_like(v), v))
 
 
 def _log_ndtr(z: Array) -> Array:

@@ -103,6 +103,10 @@ def posterior(prior: Prior, measurement: AbstractMeasurement, y: Array) -> Prior
     _, logdet = xp.linalg.slogdet(S)
     log_ev = -0.5 * xp.sum(resid * sol, axis=1) - 0.5 * logdet - 0.5 * m * math.log(2 * math.pi)
     weights = softmax(xp.log(mixture.weights) + log_ev, axis=0)
+    # a component the observation rules out can underflow to weight 0, which a mixture refuses:
+    # keep it at the smallest normal number (its contribution to every density stays below that)
+    tiny = xp.asarray(xp.finfo(weights.dtype).tiny, dtype=weights.dtype, device=getattr(weights, "device", None))
+    weights = xp.where(weights > tiny, weights, tiny)
     if isinstance(prior, Gaussian):
         return Gaussian(means[0], covs[0])
     if isinstance(prior, LabelledMixture):
@@ -115,6 +119,7 @@ class _TimeTerms:
     """Per-component Gaussian posteriors ``x_0 | x_t, k ~ N(mu_k, Sigma_k)`` and the responsibilities."""
 
     resp: Array  # (n, K)
+    log_resp: Array  # (n, K): log r_k, finite where r_k underflows to 0
     mu: Array  # (n, K, d)
     eigvecs: Array  # (K, d, d)
     post_var: Array  # (n or 1, K, d): eigenvalues of Sigma_k = U diag(lam s2 / v) U^T
@@ -134,14 +139,15 @@ def _time_terms(field_: ExactField, x: Array, t: Any) -> _TimeTerms:
     mu = comps.means[None] + xp.permute_dims(
         xp.permute_dims(local, (1, 0, 2)) @ xp.permute_dims(comps.eigvecs, (0, 2, 1)), (1, 0, 2)
     )
-    return _TimeTerms(softmax(log_joint, axis=1), mu, comps.eigvecs, lam * s2_col / var, gain, proj / var, a_col)
+    log_resp = log_joint - logsumexp(log_joint, axis=1)[:, None]
+    return _TimeTerms(xp.exp(log_resp), log_resp, mu, comps.eigvecs, lam * s2_col / var, gain, proj / var, a_col)
 
 
 @dataclass(frozen=True, eq=False)
 class PosteriorCovariance:
     r"""The exact ``Cov[x_0 | x_t = x]`` of a Gaussian-mixture prior, ``(n, d, d)``.
 
-    .. math:: \mathrm{Cov}[x_0 \mid x_t] = \sum_k r_k (\Sigma_k + \mu_k \mu_k^\top) - \bar\mu \bar\mu^\top,
+    .. math:: \mathrm{Cov}[x_0 \mid x_t] = \sum_k r_k \big(\Sigma_k + (\mu_k - \bar\mu)(\mu_k - \bar\mu)^\top\big),
               \quad \Sigma_k = C_k - \alpha^2 C_k V_k^{-1} C_k,
 
     the second-order Tweedie identity ``Cov = (sigma^2 / alpha^2) (I + sigma^2 grad^2 log p_t)``
@@ -160,9 +166,10 @@ class PosteriorCovariance:
         xp = namespace(tt.mu)
         U = tt.eigvecs[None]  # (1, K, d, d)
         sig = (U * tt.post_var[:, :, None, :]) @ xp.permute_dims(U, (0, 1, 3, 2))  # (n or 1, K, d, d)
-        second = sig + tt.mu[:, :, :, None] * tt.mu[:, :, None, :]
         mean = xp.sum(tt.resp[:, :, None] * tt.mu, axis=1)
-        return xp.sum(tt.resp[:, :, None, None] * second, axis=1) - mean[:, :, None] * mean[:, None, :]
+        dev = tt.mu - mean[:, None, :]  # centred: no cancellation of large second moments
+        second = sig + dev[:, :, :, None] * dev[:, :, None, :]
+        return xp.sum(tt.resp[:, :, None, None] * second, axis=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,13 +220,12 @@ class LikelihoodScore:
     def log_likelihood(self, x: Array, t: Any) -> Array:
         """``log p_t(y | x_t = x)``, shape ``(n,)``."""
         tt, _, _, log_lik = self._parts(x, t)
-        xp = namespace(log_lik)
-        return logsumexp(xp.log(tt.resp) + log_lik, axis=1)
+        return logsumexp(tt.log_resp + log_lik, axis=1)
 
     def __call__(self, x: Array, t: Any) -> Array:
         tt, HU, sol, log_lik = self._parts(x, t)
         xp = namespace(sol)
-        rho = softmax(xp.log(tt.resp) + log_lik, axis=1)
+        rho = softmax(tt.log_resp + log_lik, axis=1)
         back = xp.permute_dims(xp.permute_dims(sol, (1, 0, 2)) @ HU, (1, 0, 2))  # U^T H^T T^{-1} r, (n, K, d)
         w = (rho - tt.resp)[:, :, None] * (-tt.proj_over_var) + rho[:, :, None] * tt.alpha * tt.gain * back
         per_k = xp.permute_dims(w, (1, 0, 2)) @ xp.permute_dims(tt.eigvecs, (0, 2, 1))

@@ -41,7 +41,8 @@ class Solution:
     ts : the time grid, NumPy float64 of shape ``(steps + 1,)``.
     nfe : the number of model evaluations, counted by the driver as the calls of the dynamics'
         model (the same way for every solver; for adaptive solvers rejected trial steps included).
-    solver : the solver object used.
+    solver : the solver object used; ``None`` for methods that do not run a solver of
+        :data:`~diffcore.SOLVERS` (the optimisation and particle methods of :mod:`diffcore.conditional`).
     path : the states at every grid time, shape ``(steps + 1, n, ...)``, or ``None``.
     log_density : for density-tracking integrators (:func:`diffcore.ito_log_density`,
         :func:`diffcore.superpose`) the estimate of ``log p`` at ``x``, shape ``(n,)``; else ``None``.
@@ -57,7 +58,7 @@ class Solution:
     x: Any
     ts: np.ndarray
     nfe: int
-    solver: AbstractSolver
+    solver: AbstractSolver | None
     path: Any = None
     log_density: Any = None
     log_density_path: Any = None
