@@ -388,6 +388,107 @@ row(
     nan="rows",
 )
 
+# conditioning: the posterior samplers (one row each; tiny budgets)
+LM_SCORE, LM_COV = dc.exact_score(VP, LM), dcc.exact_posterior_covariance(VP, LM)
+_METHODS = {
+    "dps": (dcc.dps, {"covariance": LM_COV}),
+    "pigdm": (dcc.pigdm, {"covariance": LM_COV}),
+    "second_order_tweedie": (dcc.second_order_tweedie, {"covariance": LM_COV}),
+    "exact_posterior_sampler": (dcc.exact_posterior_sampler, {"prior": LM}),
+    "red_diff": (dcc.red_diff, {}),
+    "twisted_diffusion_sampler": (dcc.twisted_diffusion_sampler, {"covariance": LM_COV}),
+    "twisted_diffusion_run": (dcc.twisted_diffusion_run, {"covariance": LM_COV}),
+    "ensemble_sampler": (dcc.ensemble_sampler, {}),
+    "ensemble_run": (dcc.ensemble_run, {}),
+    "flowchef": (dcc.flowchef, {}),
+}
+for _name, (_fn, _kw) in _METHODS.items():
+    row(
+        f"diffcore.conditional.{_name}",
+        lambda x_init, score, steps, rng, _f=_fn, _k=_kw: _f(
+            VP, score, INPAINT, Y1, x_init, steps=steps, rng=rng, **_k
+        ),
+        {"x_init": X, "score": LM_SCORE, "steps": 3, "rng": 0},
+        {"x_init": "points", "score": "model", "steps": "count", "rng": "rng"},
+        out=_x if not _name.endswith("_run") else (lambda r: r.solution.x),
+        empty="error" if "twisted" in _name or "ensemble" in _name else "empty",
+    )
+row(
+    "diffcore.conditional.posterior_score",
+    lambda x, t, score: dcc.posterior_score(score, dcc.exact_likelihood_score(VP, LM, INPAINT, Y1))(x, t),
+    {"x": X, "t": 0.5, "score": LM_SCORE},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(
+    "diffcore.conditional.denoiser_covariance",
+    lambda x, t: dcc.denoiser_covariance(VP, LM_SCORE)(x, t),
+    {"x": TX, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+_NT_COND, _NT_UNCOND = dcc.exact_conditional_score(VP, LM, 1), LM_SCORE
+row(
+    "diffcore.conditional.null_text_inversion",
+    lambda x0, steps, w: dcc.null_text_inversion(VP, _NT_COND, _NT_UNCOND, x0, w=w, steps=steps).reconstruction,
+    {"x0": X, "steps": 3, "w": 2.0},
+    {"x0": "points", "steps": "count", "w": "real"},
+    empty="error",
+)
+row(
+    "diffcore.conditional.ddim_pivot",
+    lambda x0: dcc.ddim_pivot(VP, _NT_COND, x0, [1e-3, 0.5, 1.0])[-1],
+    {"x0": X},
+    {"x0": "points"},
+)
+row(
+    "diffcore.conditional.null_text_sample",
+    lambda x_init: dcc.null_text_sample(
+        VP, _NT_COND, _NT_UNCOND, x_init, np.zeros((2, *np.shape(x_init))), [1.0, 0.5, 1e-3], w=1.0
+    ),
+    {"x_init": X},
+    {"x_init": "points"},
+)
+_SL_MEAS = dcc.LinearGaussianMeasurement.inpainting(6, [0, 1], noise_std=0.2)
+row(
+    "diffcore.conditional.slice_posterior",
+    lambda coupling, y: dcc.slice_posterior(np.zeros(2), np.eye(2), 3, coupling, _SL_MEAS, y).mean,
+    {"coupling": 1.0, "y": np.array([0.3, -0.2])},
+    {"coupling": "nonnegative", "y": "array"},
+    out=None,
+)
+row(
+    "diffcore.conditional.slice_prior",
+    lambda n_slices, coupling: dcc.slice_prior(np.zeros(2), np.eye(2), n_slices, coupling).mean,
+    {"n_slices": 3, "coupling": 1.0},
+    {"n_slices": "count", "coupling": "nonnegative"},
+    out=None,
+)
+row(
+    "diffcore.conditional.slice_score",
+    lambda x, t: dcc.slice_score(dc.exact_score(VP, G2), 3)(x, t),
+    {"x": np.tile(X, (1, 3)), "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(
+    "diffcore.conditional.slice_posterior_sampling",
+    lambda x_init, steps, rng, coupling: dcc.slice_posterior_sampling(
+        VP,
+        dc.exact_score(VP, G2),
+        _SL_MEAS,
+        np.array([0.3, -0.2]),
+        x_init,
+        steps=steps,
+        rng=rng,
+        n_slices=3,
+        coupling=coupling,
+    ),
+    {"x_init": np.tile(X, (1, 3)), "steps": 3, "rng": 0, "coupling": 1.0},
+    {"x_init": "points", "steps": "count", "rng": "rng", "coupling": "nonnegative"},
+    out=_x,
+)
+
 # converters
 row(
     "diffcore.convert",
@@ -1518,6 +1619,11 @@ EXEMPT: dict[str, str] = {
     "graphs": "the subpackage itself (its names are checked one by one)",
     "AbstractMeasurement": "an abstract base: its concrete measurements have rows",
     "GuidedScore": "what classifier_free_guidance and classifier_guidance return: checked through their rows",
+    **dict.fromkeys(
+        ["DenoiserCovariance", "PosteriorScore", "TweedieLikelihoodScore"],
+        "what denoiser_covariance, posterior_score and the Tweedie samplers build: checked through their rows",
+    ),
+    **dict.fromkeys(["ParticleRun", "NullTextInversion"], "a frozen result record that diffcore builds"),
     "PREDICTION_TYPES": "a constant registry",
     "import_kdiffusion_sampling": "takes no input: it loads k-diffusion's sampling module",
     **dict.fromkeys(

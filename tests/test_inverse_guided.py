@@ -224,3 +224,22 @@ def test_bad_input():
         red_diff(P, SCORE, MEAS, Y, x0, steps=2, weighting="snr")
     with pytest.raises(ValueError, match="betas"):
         red_diff(P, SCORE, MEAS, Y, x0, steps=2, betas=(0.9, 1.0))
+
+
+@pytest.mark.parametrize("rule", [dps, pigdm, second_order_tweedie])
+@pytest.mark.parametrize("backend", ["numpy", "torch-autograd"])
+def test_one_score_evaluation_per_counted_nfe(rule, backend):
+    """The prior score inside the likelihood approximation is the same evaluation the sampler counts."""
+    calls = []
+
+    def counted(x, t):
+        calls.append(1)
+        return SCORE(x, t)
+
+    x = P.prior_sample((6, 2), rng=0)
+    cov = COV
+    if backend == "torch-autograd":
+        torch = pytest.importorskip("torch")
+        x, cov = torch.from_numpy(x), None
+    sol = rule(P, counted, MEAS, Y, x, nfe=5, covariance=cov)
+    assert sol.nfe == 5 and len(calls) == 5

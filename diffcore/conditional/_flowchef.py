@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, resolve_rng
-from diffcore._validation import check_array, check_finite, check_positive, check_steps
+from diffcore._validation import Model, check_array, check_finite, check_positive, check_steps
 from diffcore.conditional._measurements import AbstractMeasurement, check_observation
 from diffcore.interpolants import AbstractInterpolant, process_from_interpolant, reverse_time
 from diffcore.processes import AbstractProcess
@@ -109,7 +109,7 @@ def flowchef(
     M. Patel, S. Wen, D. N. Metaxas, Y. Yang, "Steering Rectified Flow Models in the Vector Field for
     Controlled Image Generation", arXiv:2412.00100 (2024); ICCV 2025 ("FlowChef").
     """
-    proc, model, kind = _clock(process, score, prediction)
+    proc, model, kind = _clock(process, Model.of(score, "score"), prediction)
     resolve_rng(rng)  # validated for the common signature; FlowChef draws nothing
     if not isinstance(measurement, AbstractMeasurement):
         raise TypeError(f"measurement must be an AbstractMeasurement; got {type(measurement).__name__}")

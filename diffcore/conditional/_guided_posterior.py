@@ -20,7 +20,7 @@ from typing import Any
 
 from diffcore._array import as_array, broadcast_time, is_scalar_time, namespace
 from diffcore._parametrization import convert
-from diffcore._validation import check_choice, check_positive, check_unshifted
+from diffcore._validation import Model, check_array, check_choice, check_positive, check_unshifted
 from diffcore.conditional._measurements import AbstractMeasurement, check_observation
 from diffcore.conditional._posterior import exact_likelihood_score
 from diffcore.processes import AbstractProcess
@@ -85,7 +85,7 @@ class DenoiserCovariance:
 
     def jacobian(self, x: Array, t: Any) -> tuple[Array, Array]:
         """``(x0_hat (n, d), J (n, d, d))`` with ``J[i, a, b] = d x0_hat[i, a] / d x[i, b]``."""
-        torch, xg = self._torch_x(x)
+        torch, xg = self._torch_x(check_array("x", x, ndim=2, finite=False))
         with torch.enable_grad():
             x0 = self._denoise(xg, t)
             rows = [torch.autograd.grad(x0[:, a].sum(), xg, retain_graph=True)[0] for a in range(x0.shape[1])]
@@ -93,7 +93,7 @@ class DenoiserCovariance:
 
     def denoise_vjp(self, x: Array, t: Any, vector: Callable[[Array], Array]) -> tuple[Array, Array]:
         """``(x0_hat, J^T v)`` with ``v = vector(x0_hat)`` ``(n, d)``: one score call, one backward pass."""
-        torch, xg = self._torch_x(x)
+        torch, xg = self._torch_x(check_array("x", x, ndim=2, finite=False))
         with torch.enable_grad():
             x0 = self._denoise(xg, t)
             v = vector(x0.detach())
@@ -190,28 +190,44 @@ class TweedieLikelihoodScore:
         S = S if S.shape[0] == x0.shape[0] else xp.broadcast_to(S, (x0.shape[0], *S.shape[1:]))
         return xp.linalg.solve(S, r[:, :, None])[:, :, 0] @ H
 
-    def __call__(self, x: Array, t: Any) -> Array:
+    def prior_and_likelihood(self, x: Array, t: Any) -> tuple[Array, Array]:
+        """``(s(x, t), the likelihood-score approximation)`` from ONE evaluation of the score."""
         if isinstance(self.covariance, DenoiserCovariance):
             if self.rule == "second_order":
                 x0, J = self.covariance.jacobian(x, t)
                 a, s = self.process.alpha(t), self.process.sigma(t)
-                cov = _matrix_coef(s**2 / a, J) * J
-                v = self._vector(x0, cov, t)
-                return (v[:, None, :] @ J)[:, 0, :]  # J^T v
-            return self.covariance.denoise_vjp(x, t, lambda x0: self._vector(x0, None, t))[1]
-        x0 = convert(self.score(x, t), x, t, self.process, source="score", target="x0")
+                v = self._vector(x0, _matrix_coef(s**2 / a, J) * J, t)
+                g = (v[:, None, :] @ J)[:, 0, :]  # J^T v
+            else:
+                x0, g = self.covariance.denoise_vjp(x, t, lambda x0: self._vector(x0, None, t))
+            return convert(x0, x, t, self.process, source="x0", target="score"), g
+        score = self.score(x, t)
+        x0 = convert(score, x, t, self.process, source="score", target="x0")
         cov = self.covariance(x, t)
         v = self._vector(x0, cov, t)
         a, s = self.process.alpha(t), self.process.sigma(t)
-        return broadcast_time(a / s**2, x) * (cov @ v[:, :, None])[:, :, 0]
+        return score, broadcast_time(a / s**2, x) * (cov @ v[:, :, None])[:, :, 0]
+
+    def __call__(self, x: Array, t: Any) -> Array:
+        return self.prior_and_likelihood(x, t)[1]
+
+
+@dataclass(frozen=True, eq=False)
+class _TweediePosterior:
+    """``s(x, t) + g(x, t)`` with the prior score evaluated once (one NFE per call, as counted)."""
+
+    likelihood: TweedieLikelihoodScore
+
+    def __call__(self, x: Array, t: Any) -> Array:
+        score, g = self.likelihood.prior_and_likelihood(x, t)
+        return score + g
 
 
 def _likelihood(
     process: Any, score: Any, measurement: Any, y: Any, rule: str, covariance: Any, **kw: Any
 ) -> TweedieLikelihoodScore:
     _check_process(process, rule)
-    if not callable(score):
-        raise TypeError(f"score must be callable (x, t) -> (n, d); got {type(score).__name__}")
+    score = Model.of(score, "score")  # every call's output checked, errors name the prior score
     y = check_observation(measurement, y)
     if rule != "dps" and not measurement.linear_gaussian:
         raise ValueError(
@@ -236,9 +252,8 @@ def _run(
     rng: Any,
     options: dict,
 ) -> Solution:
-    if x_init.ndim != 2 or x_init.shape[1] != lik.measurement.dim:
-        raise ValueError(f"x_init must have shape (n, d) = (n, {lik.measurement.dim}); got {tuple(x_init.shape)}")
-    return sample(process, PosteriorScore(score, lik), x_init, method=method, steps=steps, nfe=nfe, rng=rng, **options)
+    x_init = check_array("x_init", x_init, ndim=2, dim=lik.measurement.dim)
+    return sample(process, _TweediePosterior(lik), x_init, method=method, steps=steps, nfe=nfe, rng=rng, **options)
 
 
 _SAMPLER_DOC = """
@@ -355,9 +370,9 @@ def exact_posterior_sampler(
     """
     _check_process(process, "exact_posterior_sampler")
     lik = exact_likelihood_score(process, prior, measurement, y)
-    if x_init.ndim != 2 or x_init.shape[1] != measurement.dim:
-        raise ValueError(f"x_init must have shape (n, d) = (n, {measurement.dim}); got {tuple(x_init.shape)}")
-    return sample(process, posterior_score(score, lik), x_init, method=method, steps=steps, nfe=nfe, rng=rng, **options)
+    x_init = check_array("x_init", x_init, ndim=2, dim=measurement.dim)
+    score = posterior_score(Model.of(score, "score"), lik)
+    return sample(process, score, x_init, method=method, steps=steps, nfe=nfe, rng=rng, **options)
 
 
 for _f in (dps, pigdm, second_order_tweedie, exact_posterior_sampler):

@@ -10,6 +10,7 @@ import numpy as np
 from diffcore._array import namespace
 from diffcore.distributions import ExactField, GaussianMixture
 from diffcore.distributions._components import logsumexp, softmax
+from diffcore.distributions._mixture import AbstractMixtureLaw
 from diffcore.processes import AbstractProcess
 
 __all__ = [
@@ -24,7 +25,7 @@ Array = Any
 
 
 @dataclass(frozen=True, eq=False)
-class LabelledMixture:
+class LabelledMixture(AbstractMixtureLaw):
     r"""A Gaussian mixture ``p(x) = sum_k w_k N(x; m_k, C_k)`` whose component ``k`` has class ``c_k``.
 
     The joint law of ``(x, y)`` is ``p(x, y) = sum_{k: c_k = y} w_k N(x; m_k, C_k)``, so that the
@@ -70,6 +71,10 @@ class LabelledMixture:
     def dim(self) -> int:
         """Dimension ``d`` of the points."""
         return self.mixture.dim
+
+    def as_mixture(self) -> GaussianMixture:
+        """The law of ``x`` (labels dropped): what :func:`~diffcore.marginal` and :func:`~diffcore.exact_score` use."""
+        return self.mixture
 
     @property
     def classes(self) -> tuple[int, ...]:

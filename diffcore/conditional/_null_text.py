@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import namespace
-from diffcore._validation import check_array, check_finite, check_nonnegative, check_real, check_steps
+from diffcore._validation import Model, check_array, check_finite, check_nonnegative, check_real, check_steps
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import time_grid
 from diffcore.samplers._bdia import ddim_increment
@@ -57,6 +57,8 @@ def ddim_pivot(process: AbstractProcess, conditional_score: Field, x0: Array, ts
     with ``eps`` evaluated at ``(z*_k, t_k)`` (DDIM's increment, :func:`~diffcore.invert` with
     ``method="ddim"`` gives the same ``z*_0``).  Returns ``(len(ts), n, d)``.
     """
+    x0 = check_finite("x0", check_array("x0", x0, ndim=2))
+    conditional_score = Model.of(conditional_score, "conditional_score")
     grid = [float(t) for t in ts]
     path = [x0]
     for k in range(len(grid) - 1, 0, -1):
@@ -82,6 +84,9 @@ def null_text_sample(
     Ho and Salimans 2022); ``ts`` the decreasing grid of :class:`NullTextInversion`.  Returns ``(n, d)``.
     Two model calls per step.
     """
+    x_init = check_finite("x_init", check_array("x_init", x_init, ndim=2))
+    conditional_score = Model.of(conditional_score, "conditional_score")
+    unconditional_score = Model.of(unconditional_score, "unconditional_score")
     grid = [float(t) for t in ts]
     if tuple(offsets.shape) != (len(grid) - 1, *tuple(x_init.shape)):
         raise ValueError(
@@ -160,6 +165,10 @@ def null_text_inversion(
     if not 0 < lr < 2:
         raise ValueError(f"lr must lie in (0, 2) (the preconditioned iteration contracts by |1 - lr|); got {lr}")
     x0 = check_finite("x0", check_array("x0", x0, ndim=2))
+    if x0.shape[0] == 0:
+        raise ValueError("x0 must hold at least one point to invert; got an empty batch")
+    conditional_score = Model.of(conditional_score, "conditional_score")
+    unconditional_score = Model.of(unconditional_score, "unconditional_score")
     ts = time_grid(process, steps, t_min=t_min, t_max=t_max, kind="uniform")
     grid = [float(t) for t in ts]
     pivot = ddim_pivot(process, conditional_score, x0, grid)

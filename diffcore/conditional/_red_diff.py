@@ -15,7 +15,16 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, namespace, normal, resolve_rng
-from diffcore._validation import Model, check_choice, check_positive, check_scalar_time, check_steps, check_unshifted
+from diffcore._validation import (
+    Model,
+    check_array,
+    check_choice,
+    check_finite,
+    check_positive,
+    check_scalar_time,
+    check_steps,
+    check_unshifted,
+)
 from diffcore.conditional._measurements import AbstractMeasurement, check_observation
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import Solution
@@ -95,8 +104,7 @@ def red_diff(
     t_min, t_max = check_scalar_time(t_min, "t_min"), check_scalar_time(t_max, "t_max")
     if not 0 < t_min < t_max:
         raise ValueError(f"need 0 < t_min < t_max; got t_min={t_min}, t_max={t_max}")
-    if x_init.ndim != 2 or x_init.shape[1] != measurement.dim:
-        raise ValueError(f"x_init must have shape (n, d) = (n, {measurement.dim}); got {tuple(x_init.shape)}")
+    x_init = check_finite("x_init", check_array("x_init", x_init, ndim=2, dim=measurement.dim))
     model = Model.of(score, "score")
     gen = resolve_rng(rng)
     xp = namespace(x_init)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import as_array, is_scalar_time, namespace, resolve_rng
-from diffcore._validation import check_array, check_finite, check_nonnegative, check_steps
+from diffcore._validation import check_array, check_finite, check_nonnegative, check_steps, check_time_for
 from diffcore.conditional._measurements import AbstractMeasurement, check_observation
 from diffcore.distributions import Gaussian
 from diffcore.processes import AbstractProcess
@@ -81,6 +81,10 @@ def slice_score(score: Field, n_slices: int) -> Field:
     S = check_steps(n_slices, "n_slices")
 
     def volume_score(x: Array, t: Any) -> Array:
+        x = check_array("x", x, ndim=2, finite=False)
+        if x.shape[1] % S:
+            raise ValueError(f"x must have shape (n, S d) with S = {S} slices; got {tuple(x.shape)}")
+        t = check_time_for(t, x)
         xp = namespace(x)
         n, dim = x.shape[0], x.shape[1] // S
         tt = t if is_scalar_time(t) else xp.reshape(xp.broadcast_to(xp.reshape(t, (-1, 1)), (n, S)), (-1,))
@@ -182,6 +186,8 @@ def slice_posterior_sampling(
     H, yy = as_array(measurement.H, x), as_array(check_observation(measurement, y), x)
     gen, vol_score = resolve_rng(rng), slice_score(score, S)
     ts = time_grid(process, n_steps, t_min=t_min, kind="uniform")
+    if x.shape[0] == 0:  # nothing to sample, as for diffcore.integrate
+        return Solution(x=x, ts=ts, nfe=0, solver=solver)
     count = 0
     for k in range(n_steps):
         sol = sample(process, vol_score, x, method=solver, steps=1, t_max=float(ts[k]), t_min=float(ts[k + 1]), rng=gen)

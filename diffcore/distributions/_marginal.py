@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from diffcore._array import broadcast_time, is_scalar_time
 from diffcore._validation import check_choice, check_points, check_time, check_time_for
 from diffcore.distributions._components import Components, component_terms, logsumexp, softmax
-from diffcore.distributions._mixture import Gaussian, GaussianMixture
+from diffcore.distributions._mixture import AbstractMixtureLaw, Gaussian, GaussianMixture
 from diffcore.processes import AbstractProcess
 
 __all__ = ["ComponentTerms", "ExactField", "exact_denoiser", "exact_log_prob", "exact_score", "marginal"]
@@ -20,12 +20,9 @@ Data = Gaussian | GaussianMixture
 def _check(process: Any, data: Any) -> GaussianMixture:
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
-    if isinstance(data, Gaussian):
-        mixture = data.as_mixture()
-    elif isinstance(data, GaussianMixture):
-        mixture = data
-    else:
+    if not isinstance(data, AbstractMixtureLaw):
         raise TypeError(f"data must be a Gaussian or a GaussianMixture; got {type(data).__name__}")
+    mixture = data.as_mixture()
     shift = process.shift
     if shift is not None and shift.ndim and tuple(shift.shape) != (mixture.dim,):
         raise ValueError(
@@ -50,7 +47,9 @@ def marginal(process: AbstractProcess, data: Data, t: float) -> Data:
     ``(1 - alpha) mu`` (Luo et al. 2023, eq. 5).
     ``t`` is a float in ``[0, 1]``; for per-sample times use :func:`exact_score` and friends.
     """
-    _check(process, data)
+    mixture = _check(process, data)
+    if not isinstance(data, Gaussian):
+        data = mixture  # a mixture with more structure (class labels): its law is the mixture's
     t = check_time(t)
     if not is_scalar_time(t):
         raise ValueError(f"marginal needs a scalar t; got an array of shape {tuple(t.shape)}")

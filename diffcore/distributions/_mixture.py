@@ -11,7 +11,7 @@ from diffcore._array import device_of, namespace, normal, resolve_rng, uniform
 from diffcore._validation import check_array, check_points, check_real, check_same_namespace, check_size
 from diffcore.distributions._components import Components, component_terms, logsumexp, softmax
 
-__all__ = ["Gaussian", "GaussianMixture"]
+__all__ = ["AbstractMixtureLaw", "Gaussian", "GaussianMixture"]
 
 Array = Any
 
@@ -28,8 +28,20 @@ def _to_array(name: str, value: Any) -> Array:
     return check_array(name, value, min_ndim=0)
 
 
+class AbstractMixtureLaw:
+    """A law that *is* a Gaussian mixture, possibly with more structure (a single Gaussian, class labels).
+
+    Everything exact in :mod:`diffcore.distributions` (:func:`~diffcore.marginal`,
+    :func:`~diffcore.exact_score`, ...) accepts any such law through :meth:`as_mixture`.
+    """
+
+    def as_mixture(self) -> GaussianMixture:  # pragma: no cover - every concrete law overrides it
+        """This law as a :class:`GaussianMixture`."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, eq=False)
-class GaussianMixture:
+class GaussianMixture(AbstractMixtureLaw):
     r"""The mixture ``p(x) = sum_k w_k N(x; m_k, C_k)`` with full covariances.
 
     Parameters
@@ -92,6 +104,10 @@ class GaussianMixture:
         second = xp.sum(self.weights[:, None, None] * (self.covs + outer), axis=0)
         return second - m[:, None] * m[None, :]
 
+    def as_mixture(self) -> GaussianMixture:
+        """This mixture itself."""
+        return self
+
     def _terms(self, x: Array) -> tuple[Any, Any, Any, Components]:
         x = check_points(x, self.dim)
         comps = self._components.like(x)
@@ -144,7 +160,7 @@ class GaussianMixture:
 
 
 @dataclass(frozen=True, eq=False)
-class Gaussian:
+class Gaussian(AbstractMixtureLaw):
     r"""The Gaussian ``N(mean, cov)``: a one-component :class:`GaussianMixture`.
 
     ``log p(x) = -1/2 (x-m)^T C^{-1} (x-m) - 1/2 log det(2 pi C)``, ``score = -C^{-1}(x-m)``.
