@@ -36,8 +36,9 @@ from nbclient.exceptions import CellExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 
+
 def _score_prelude(factor: float) -> str:
-    return f'''
+    return f"""
 import diffcore
 from diffcore.distributions._marginal import ExactField
 from diffcore.interpolants._fields import InterpolantFields
@@ -51,11 +52,11 @@ def _scaled(method, kinds=None):
 ExactField.__call__ = _scaled(ExactField.__call__, kinds=("score",))
 InterpolantFields.score = _scaled(InterpolantFields.score)
 InterpolantFields.velocity = _scaled(InterpolantFields.velocity)
-'''
+"""
 
 
 def _graph_score_prelude(factor: float) -> str:
-    return f'''
+    return f"""
 from diffcore.graphs import GraphLaboratory
 
 _exact_score = GraphLaboratory.exact_score
@@ -70,7 +71,20 @@ def _scaled_graph_score(self, system):
     return scaled
 
 GraphLaboratory.exact_score = _scaled_graph_score
-'''
+"""
+
+
+def _conditional_prelude(factor: float) -> str:
+    """Every exact score of the laboratory wrong by ``factor``: unconditional, conditional, classifier, likelihood."""
+    return (
+        _score_prelude(factor)
+        + """
+from diffcore.conditional import _labelled, _posterior
+
+for _cls in (_labelled.ConditionalScore, _labelled.ClassifierScore, _posterior.LikelihoodScore):
+    _cls.__call__ = _scaled(_cls.__call__)
+"""
+    )
 
 
 # The score perturbations bracket the exact field from both sides: a score 10 % too short, 10 %
@@ -79,15 +93,17 @@ GraphLaboratory.exact_score = _scaled_graph_score
 SCALES = {"0.9x": 0.9, "1.1x": 1.1, "1.2x": 1.2}
 PERTURBATIONS = {f"score {name}": _score_prelude(f) for name, f in SCALES.items()}
 PERTURBATIONS |= {f"graph_score {name}": _graph_score_prelude(f) for name, f in SCALES.items()}
-PERTURBATIONS["diffusion"] = '''
+PERTURBATIONS |= {f"conditional {name}": _conditional_prelude(f) for name, f in SCALES.items()}
+PERTURBATIONS["diffusion"] = """
 from diffcore.processes import AbstractProcess
 
 _g2 = AbstractProcess.diffusion_squared
 AbstractProcess.diffusion_squared = lambda self, t: 1.02 * _g2(self, t)
 AbstractProcess.diffusion = lambda self, t: (1.02 * _g2(self, t)) ** 0.5
-'''
+"""
 
 _SCORE = tuple(f"score {name}" for name in SCALES)
+_CONDITIONAL = tuple(f"conditional {name}" for name in SCALES)
 CHAPTERS = {
     "intro": _SCORE,
     "toolkit": ("diffusion",),
@@ -102,6 +118,8 @@ CHAPTERS = {
     "solvers": _SCORE,
     "graphs": tuple(f"graph_score {name}" for name in SCALES),
     "checking": _SCORE,
+    "guidance": _CONDITIONAL,
+    "inverse": _CONDITIONAL,
 }
 CASES = [(chapter, p) for chapter, perturbations in sorted(CHAPTERS.items()) for p in perturbations]
 
@@ -110,9 +128,7 @@ def _verification_index(nb: nbformat.NotebookNode) -> int:
     """Index of the first code cell after the markdown heading ``## Verification``."""
     seen = False
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown" and any(
-            line.strip() == "## Verification" for line in cell.source.splitlines()
-        ):
+        if cell.cell_type == "markdown" and any(line.strip() == "## Verification" for line in cell.source.splitlines()):
             seen = True
         elif seen and cell.cell_type == "code":
             return i
@@ -155,8 +171,7 @@ def test_verification_cell_fails_on_wrong_numbers(chapter, perturbation):
     elapsed = time.perf_counter() - start
     assert failed is not None, f"{chapter}: ran to the end with a wrong {perturbation} ({elapsed:.0f} s)"
     assert (failed, ename) == (target, "AssertionError"), (
-        f"{chapter}: expected an AssertionError in the verification cell {target}, "
-        f"got {ename} in cell {failed}"
+        f"{chapter}: expected an AssertionError in the verification cell {target}, got {ename} in cell {failed}"
     )
 
 

@@ -388,6 +388,27 @@ row(
     nan="rows",
 )
 
+_POST_REF = dcc.posterior_reference(dcc.posterior(LM, INPAINT, Y1), n_threshold=200, rng=0)
+row(
+    "diffcore.conditional.posterior_reference",
+    lambda n_threshold, floor_repeats, rng: (
+        dcc.posterior_reference(
+            dcc.posterior(LM, INPAINT, Y1), n=8, n_threshold=n_threshold, floor_repeats=floor_repeats, rng=rng
+        ).log_thresholds
+    ),
+    {"n_threshold": 200, "floor_repeats": 2, "rng": 0},
+    {"n_threshold": "count", "floor_repeats": "count", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.conditional.posterior_report",
+    lambda samples, rng: dcc.posterior_report(samples, _POST_REF, rng=rng).mean_error,
+    {"samples": X, "rng": 0},
+    {"samples": "points", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+
 # conditioning: the posterior samplers (one row each; tiny budgets)
 LM_SCORE, LM_COV = dc.exact_score(VP, LM), dcc.exact_posterior_covariance(VP, LM)
 _METHODS = {
@@ -1484,7 +1505,7 @@ def test_malformed_input(r, arg, variant, make, expect):
                 r.call(**{**r.args, **empty})
             msg = str(info.value)
             assert any(re.search(rf"(?<![\w.]){re.escape(r.names.get(k, k))}(?!\w)", msg) for k in empty), msg
-            assert "at least one" in msg or "n >= 1" in msg, msg
+            assert re.search(r"at least (one|\d+)", msg) or "n >= 1" in msg, msg
         else:
             out = r.call(**{**r.args, **empty})
             if r.out is not None:
@@ -1623,7 +1644,10 @@ EXEMPT: dict[str, str] = {
         ["DenoiserCovariance", "PosteriorScore", "TweedieLikelihoodScore"],
         "what denoiser_covariance, posterior_score and the Tweedie samplers build: checked through their rows",
     ),
-    **dict.fromkeys(["ParticleRun", "NullTextInversion"], "a frozen result record that diffcore builds"),
+    **dict.fromkeys(
+        ["ParticleRun", "NullTextInversion", "PosteriorReference", "PosteriorReport"],
+        "a frozen result record that diffcore builds",
+    ),
     "PREDICTION_TYPES": "a constant registry",
     "import_kdiffusion_sampling": "takes no input: it loads k-diffusion's sampling module",
     **dict.fromkeys(

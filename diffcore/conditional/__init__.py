@@ -8,7 +8,9 @@ time), :class:`TiltedLaw` (what guidance aims at, exactly samplable), measuremen
 (:func:`exact_likelihood_score`) that posterior samplers approximate; and the posterior
 samplers themselves, each measured against that truth in the book chapter "Inverse problems":
 the exact oracle, DPS, Pi-GDM, second-order Tweedie, RED-diff, the twisted diffusion sampler,
-the ensemble sampler, FlowChef, null-text inversion and a 3-D slices toy.
+the ensemble sampler, FlowChef, null-text inversion and a 3-D slices toy; and
+:func:`posterior_report`, which measures any sampler's output against the exact posterior
+with standard errors.
 """
 
 from diffcore.conditional._flowchef import flowchef
@@ -32,6 +34,7 @@ from diffcore.conditional._labelled import (
     exact_conditional_score,
 )
 from diffcore.conditional._measurements import AbstractMeasurement, LinearGaussianMeasurement, SignMeasurement
+from diffcore.conditional._metrics import PosteriorReference, PosteriorReport, posterior_reference, posterior_report
 from diffcore.conditional._null_text import NullTextInversion, ddim_pivot, null_text_inversion, null_text_sample
 from diffcore.conditional._particles import ParticleRun, ensemble_run, ensemble_sampler
 from diffcore.conditional._posterior import (
@@ -53,6 +56,8 @@ __all__ = [
     "LinearGaussianMeasurement",
     "NullTextInversion",
     "ParticleRun",
+    "PosteriorReference",
+    "PosteriorReport",
     "PosteriorScore",
     "SignMeasurement",
     "TiltedLaw",
@@ -75,6 +80,8 @@ __all__ = [
     "null_text_sample",
     "pigdm",
     "posterior",
+    "posterior_reference",
+    "posterior_report",
     "posterior_score",
     "quadrature_posterior",
     "red_diff",
