@@ -7,7 +7,7 @@ systems, and Wasserstein comparisons; NumPy by default, torch tensors (CPU or GP
 code path.  ``import diffcore`` imports neither torch, POT nor networkx.
 """
 
-from diffcore import conditional, graphs
+from diffcore import conditional, flowmaps, graphs
 from diffcore._parametrization import PREDICTIONS, convert, reparametrize
 from diffcore.distributions import (
     ExactField,
@@ -177,6 +177,7 @@ __all__ = [
     "exact_model_statistics",
     "exact_score",
     "flow_log_likelihood",
+    "flowmaps",
     "fp_residual",
     "fp_residual_log_density",
     "fp_residual_norm",

@@ -30,6 +30,7 @@ import torch
 
 import diffcore as dc
 import diffcore.conditional as dcc
+import diffcore.flowmaps as dfm
 import diffcore.graphs as dg
 import diffcore.interop as di
 import diffcore.testing as dt
@@ -407,6 +408,37 @@ row(
     {"samples": "points", "rng": "rng"},
     out=None,
     empty="error",
+)
+
+# flow maps: the exact map (closed form and reference) and the two residuals
+_FM_GAUSS = dc.Gaussian(np.array([0.5, -0.5]), np.array([[0.6, 0.2], [0.2, 0.3]]))
+for _ref in (False, True):
+    row(
+        f"diffcore.flowmaps.exact_flow_map[{'reference' if _ref else 'affine'}]",
+        lambda x, t, s, rtol, _r=_ref: dfm.exact_flow_map(VP, GM if _r else _FM_GAUSS, t, s, rtol=rtol)(x),
+        {"x": X, "t": 0.9, "s": 0.1, "rtol": 1e-8},
+        {"x": "points", "t": "time", "s": "time", "rtol": "positive"},
+    )
+for _meth in ("log_det_jacobian", "jacobian"):
+    row(
+        f"diffcore.flowmaps.FlowMap.{_meth}",
+        lambda x, _m=_meth: getattr(dfm.exact_flow_map(VP, _FM_GAUSS, 0.9, 0.1), _m)(x),
+        {"x": X},
+        {"x": "points"},
+    )
+_FM = lambda x, t, s: dfm.exact_flow_map(VP, _FM_GAUSS, t, s)(x)  # noqa: E731
+_FM_V = dc.ProbabilityFlowODE(VP, dc.exact_score(VP, _FM_GAUSS)).drift
+row(
+    "diffcore.flowmaps.flow_map_residual",
+    lambda x, t, s, fd_step: dfm.flow_map_residual(_FM, _FM_V, x, t, s, method="fd", fd_step=fd_step),
+    {"x": X, "t": 0.5, "s": 0.1, "fd_step": 1e-4},
+    {"x": "points", "t": "time", "s": "time", "fd_step": "positive"},
+)
+row(
+    "diffcore.flowmaps.semigroup_residual",
+    lambda x, t, s, u: dfm.semigroup_residual(_FM, x, t, s, u),
+    {"x": X, "t": 0.9, "s": 0.5, "u": 0.1},
+    {"x": "points", "t": "time", "s": "time", "u": "time"},
 )
 
 # conditioning: the posterior samplers (one row each; tiny budgets)
@@ -1677,6 +1709,7 @@ def _public_names() -> list[tuple[str, str]]:
         "diffcore.graphs": dg,
         "diffcore.interop": di,
         "diffcore.conditional": dcc,
+        "diffcore.flowmaps": dfm,
     }
     return [(m, name) for m, mod in modules.items() for name in mod.__all__]
 

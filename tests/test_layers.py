@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "graphs": 4,
     "training": 4,
     "conditional": 4,
+    "flowmaps": 4,
     # above everything: the correctness kit and the search over grids and schedules
     "testing": 5,
     "search": 5,

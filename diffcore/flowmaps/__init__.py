@@ -1,0 +1,12 @@
+"""Flow maps: the exact map ``Phi_{t->s}`` of the laboratory's ODEs and the checks a learned map must pass.
+
+:func:`exact_flow_map` gives ``Phi_{t->s}`` in closed form for Gaussian data (affine) and as a
+tight adaptive reference for mixtures; :func:`flow_map_residual` and :func:`semigroup_residual`
+measure how far any map (exact or learned) is from satisfying the consistency (Eulerian) equation
+and the semigroup law.  Book chapter "Flow maps and few-step generation".
+"""
+
+from diffcore.flowmaps._checks import flow_map_residual, semigroup_residual
+from diffcore.flowmaps._exact import FlowMap, exact_flow_map
+
+__all__ = ["FlowMap", "exact_flow_map", "flow_map_residual", "semigroup_residual"]

@@ -1,0 +1,221 @@
+"""The exact flow map and the residuals that define a flow map (diffcore.flowmaps).
+
+Oracles: the affine closed form against the adaptive reference (independent: one is linear
+algebra on the marginals, the other integrates the ODE); the pushforward identity
+``A Sigma_t A^T = Sigma_s``; the Jacobian against finite differences of the reference; the
+change-of-variables log-determinant against the closed form and against finite differences;
+the reference's error against its tolerance; and both residuals: ~0 for the exact map, far from
+0 for the map of another process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import PROCESSES
+
+import diffcore as dc
+from diffcore.flowmaps import exact_flow_map, flow_map_residual, semigroup_residual
+
+GAUSS = dc.Gaussian(np.array([1.0, -0.5]), np.array([[0.6, 0.2], [0.2, 0.3]]))
+MIX = dc.GaussianMixture([0.3, 0.7], [[-1.5, 0.5], [1.0, -1.0]], [[[0.3, 0.1], [0.1, 0.2]], [[0.5, -0.1], [-0.1, 0.4]]])
+SOURCES = {
+    **PROCESSES,
+    "mean-reverting": dc.MeanRevertingSDE(mu=np.array([0.5, -0.5])),
+}
+INTERPOLANTS = {
+    "one-sided linear": (dc.OneSidedInterpolant("linear"), (dc.Gaussian(np.zeros(2), np.eye(2)), GAUSS)),
+    "one-sided trig": (dc.OneSidedInterpolant("trigonometric"), (dc.Gaussian(np.zeros(2), np.eye(2)), GAUSS)),
+    # two Gaussian ends with commuting covariances, and latent noise
+    "linear, gamma": (
+        dc.LinearInterpolant(gamma_scale=0.5),
+        (dc.Gaussian(np.array([2.0, 0.0]), 0.5 * np.eye(2)), GAUSS),
+    ),
+}
+X = np.random.default_rng(0).normal(size=(64, 2))
+TIMES = [(1.0, 0.0), (0.9, 0.2), (0.3, 0.8), (0.05, 1.0)]
+
+
+def _pairs():
+    for name, src in SOURCES.items():
+        yield pytest.param(src, GAUSS, id=name)
+    for name, (src, ends) in INTERPOLANTS.items():
+        yield pytest.param(src, ends, id=name)
+
+
+@pytest.mark.parametrize(("source", "data"), list(_pairs()))
+@pytest.mark.parametrize(("t", "s"), TIMES, ids=[f"{t}->{s}" for t, s in TIMES])
+def test_closed_form_equals_the_adaptive_reference(source, data, t, s):
+    """Affine closed form vs Dormand-Prince at rtol = atol = 1e-11: agreement to 1e-8."""
+    closed = exact_flow_map(source, data, t, s)
+    assert closed.affine
+    ref = exact_flow_map(source, data, t, s, rtol=1e-11, atol=1e-11, reference=True)
+    assert not ref.affine
+    x = closed._law_t.sample(64, rng=1)  # points where the marginal lives
+    value, err = ref.with_error(x)
+    assert err < 1e-8
+    np.testing.assert_allclose(closed(x), value, atol=1e-8, rtol=0)
+    # it pushes p_t to p_s exactly: A Sigma_t A^T = Sigma_s, A mu_t + b = mu_s
+    a, law_t, law_s = closed.matrix, closed._law_t, closed._law_s
+    np.testing.assert_allclose(a @ law_t.covs[0] @ a.T, law_s.covs[0], atol=1e-12)
+    np.testing.assert_allclose(a @ law_t.means[0] + closed.offset, law_s.means[0], atol=1e-12)
+
+
+@pytest.mark.parametrize(("source", "data"), list(_pairs()))
+def test_jacobian_and_log_determinant(source, data):
+    """The closed-form Jacobian equals central differences of the reference (h = 1e-3, error
+    h^2 |Phi'''| + tol / h < 1e-6); the change-of-variables log-determinant of the reference
+    equals the closed form to 1e-8."""
+    t, s = 0.9, 0.1
+    closed = exact_flow_map(source, data, t, s)
+    ref = exact_flow_map(source, data, t, s, rtol=1e-12, atol=1e-12, reference=True)
+    x, h = X[:4], 1e-3
+    fd = np.stack([(ref(x + h * e) - ref(x - h * e)) / (2 * h) for e in np.eye(2)], axis=-1)
+    np.testing.assert_allclose(closed.jacobian(x), fd, atol=1e-6)
+    logdet = closed.log_det_jacobian(x)
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(closed.matrix)[1], atol=1e-14)
+    np.testing.assert_allclose(ref.log_det_jacobian(x), logdet, atol=1e-8)
+
+
+def test_mixture_log_determinant_matches_finite_differences():
+    """No closed form for a mixture: the change-of-variables log-det against slogdet of the FD Jacobian."""
+    ref = exact_flow_map(dc.VPSDE(), MIX, 0.8, 0.05, rtol=1e-12, atol=1e-12)
+    assert not ref.affine
+    x, h = X[:6], 1e-4
+    fd = np.stack([(ref(x + h * e) - ref(x - h * e)) / (2 * h) for e in np.eye(2)], axis=-1)
+    np.testing.assert_allclose(ref.log_det_jacobian(x), np.linalg.slogdet(fd)[1], atol=1e-6)
+    with pytest.raises(ValueError, match="jacobian is the closed form of an affine flow map"):
+        ref.jacobian(x)
+
+
+def test_reference_error_follows_its_tolerance_and_bounds_rk4():
+    """The mixture reference: its error (against a 1e-13 solution) is proportional to the tolerance
+    (slope 1 in log-log within 0.25: error control per step), and RK4 on a uniform grid converges
+    to it at order 4 (slope within 0.3 of 4) while staying far above the reference's own error."""
+    p, t, s = dc.VPSDE(), 0.9, 0.1
+    x = dc.marginal(p, MIX, t).sample(32, rng=2)
+    best = exact_flow_map(p, MIX, t, s, rtol=1e-13, atol=1e-13)(x)
+    tols = np.array([1e-5, 1e-6, 1e-7, 1e-8])
+    errs = np.array([np.abs(exact_flow_map(p, MIX, t, s, rtol=r, atol=r)(x) - best).max() for r in tols])
+    slope = np.polyfit(np.log(tols), np.log(errs), 1)[0]
+    assert abs(slope - 1) < 0.25, (slope, errs)
+    ode = dc.ProbabilityFlowODE(p, dc.exact_score(p, MIX))
+    steps = np.array([8, 16, 32, 64])
+    rk = np.array([np.abs(dc.integrate(ode, x, np.linspace(t, s, k + 1), "rk4").x - best).max() for k in steps])
+    order = -np.polyfit(np.log(steps), np.log(rk), 1)[0]
+    assert abs(order - 4) < 0.3, (order, rk)
+    assert rk.min() > 1e3 * np.abs(exact_flow_map(p, MIX, t, s)(x) - best).max()
+
+
+@pytest.mark.parametrize("data", [GAUSS, MIX], ids=["gaussian", "mixture"])
+def test_semigroup_and_identity(data):
+    """Phi_{s->u} o Phi_{t->s} = Phi_{t->u} to rounding (affine) or to the tolerance (reference),
+    and Phi_{t->t} = id; a map of another process breaks the law by far more."""
+    p = dc.VPSDE()
+    tol = 1e-12 if data is GAUSS else 1e-7
+
+    def fam(x, t, s, proc=p):
+        return exact_flow_map(proc, data, t, s, rtol=1e-11, atol=1e-11)(x)
+
+    x = X[:16]
+    for t, s, u in [(1.0, 0.5, 0.0), (0.2, 0.9, 0.4), (0.7, 0.7, 0.1)]:
+        assert np.abs(semigroup_residual(fam, x, t, s, u)).max() < tol
+    np.testing.assert_array_equal(fam(x, 0.3, 0.3), x)
+    other = dc.VPSDE(beta_max=15.0)
+
+    def mixed(x, t, s):  # the first leg of the other process: no longer a semigroup
+        return fam(x, t, s, other if (t, s) == (1.0, 0.5) else p)
+
+    assert np.abs(semigroup_residual(mixed, x, 1.0, 0.5, 0.0)).max() > 1e-2
+
+
+@pytest.mark.parametrize("data", [GAUSS, MIX], ids=["gaussian", "mixture"])
+def test_eulerian_residual_vanishes_for_the_exact_map_only(data):
+    """d_t Phi + (grad Phi) v = 0 for the exact map (central differences, h = 1e-4: O(h^2) ~ 1e-8
+    plus the reference's tolerance over h); the map of another process has a residual of O(1)."""
+    p = dc.VPSDE()
+    v = dc.ProbabilityFlowODE(p, dc.exact_score(p, data)).drift
+
+    def fam(x, t, s, proc=p):
+        return exact_flow_map(proc, data, t, s, rtol=1e-13, atol=1e-13)(x)
+
+    x = X[:16]
+    for t, s in [(0.8, 0.0), (0.3, 0.9)]:
+        r = flow_map_residual(fam, v, x, t, s)
+        assert np.abs(r).max() < 1e-6, np.abs(r).max()
+        wrong = flow_map_residual(lambda x, t, s: fam(x, t, s, dc.VPSDE(beta_max=15.0)), v, x, t, s)
+        assert np.abs(wrong).max() > 1e-2
+
+
+def test_eulerian_residual_by_autograd_on_a_torch_map():
+    """A differentiable torch flow map (the closed form written with torch ops, per-point times):
+    the forward-mode residual is ~0, equals the finite-difference one, and flags a wrong map."""
+    torch = pytest.importorskip("torch")
+    p = dc.VPSDE()
+    m, c = torch.tensor([1.0, -0.5], dtype=torch.float64), torch.tensor([0.6, 0.3], dtype=torch.float64)
+    data = dc.Gaussian(m.numpy(), np.diag(c.numpy()))
+
+    def fam(x, t, s, start=p):
+        def moments(u, proc):
+            u = torch.as_tensor(u, dtype=x.dtype).reshape(-1)
+            a, sg = proc.alpha(u).reshape(-1, 1), proc.sigma(u).reshape(-1, 1)
+            return a * m, a**2 * c + sg**2
+
+        (mt, vt), (ms, vs) = moments(t, start), moments(s, p)
+        return ms + torch.sqrt(vs / vt) * (x - mt)
+
+    v = dc.ProbabilityFlowODE(p, dc.exact_score(p, data)).drift
+    x = torch.as_tensor(X[:16])
+    r = flow_map_residual(fam, v, x, 0.7, 0.1)
+    assert isinstance(r, torch.Tensor) and r.shape == x.shape
+    assert float(r.abs().max()) < 1e-12
+    fd = flow_map_residual(fam, v, x, 0.7, 0.1, method="fd")
+    assert float((fd - r).abs().max()) < 1e-7
+    # (scaling the map's deviation term would not do: any function of the trajectory invariant
+    # solves the equation, only Phi(x, s, s) = x pins the map down) -- the start clock of another process:
+    wrong = flow_map_residual(lambda x, t, s: fam(x, t, s, start=dc.VPSDE(beta_max=15.0)), v, x, 0.7, 0.1)
+    assert float(wrong.abs().max()) > 1e-2
+
+
+def test_torch_inputs_keep_their_type(backend):
+    """The map follows x's library, dtype and device (NumPy float64 agreement to the backend's rtol)."""
+    phi = exact_flow_map(dc.VPSDE(), GAUSS, 1.0, 0.2)
+    x = backend(X)
+    out = phi(x)
+    backend.check_like(out)
+    np.testing.assert_allclose(backend.to_numpy(out), phi(X), rtol=10 * backend.rtol, atol=10 * backend.rtol)
+    backend.check_like(phi.log_det_jacobian(x))
+    backend.check_like(phi.jacobian(x))
+
+
+def test_bad_input():
+    p = dc.VPSDE()
+    with pytest.raises(TypeError, match="source must be an AbstractProcess or an AbstractInterpolant"):
+        exact_flow_map("vp", GAUSS, 1.0, 0.0)
+    with pytest.raises(TypeError, match="data must be a Gaussian or a GaussianMixture"):
+        exact_flow_map(p, np.zeros(2), 1.0, 0.0)
+    with pytest.raises(TypeError, match=r"data must be the pair \(rho0, rho1\)"):
+        exact_flow_map(dc.OneSidedInterpolant(), GAUSS, 1.0, 0.0)
+    with pytest.raises(ValueError, match="t must"):
+        exact_flow_map(p, GAUSS, 1.5, 0.0)
+    with pytest.raises(ValueError, match="rtol must be > 0"):
+        exact_flow_map(p, GAUSS, 1.0, 0.0, rtol=0.0)
+    with pytest.raises(TypeError, match="reference must be a bool"):
+        exact_flow_map(p, GAUSS, 1.0, 0.0, reference="yes")
+    phi = exact_flow_map(p, GAUSS, 1.0, 0.0)
+    with pytest.raises(ValueError, match="x must"):
+        phi(np.zeros((3, 3)))
+    fam = lambda x, t, s: exact_flow_map(p, GAUSS, t, s)(x)  # noqa: E731
+    v = dc.ProbabilityFlowODE(p, dc.exact_score(p, GAUSS)).drift
+    with pytest.raises(TypeError, match="flow_map must be a callable"):
+        flow_map_residual(None, v, X, 0.5, 0.0)
+    with pytest.raises(TypeError, match="velocity must be a callable"):
+        flow_map_residual(fam, None, X, 0.5, 0.0)
+    with pytest.raises(ValueError, match="unknown method 'spectral'"):
+        flow_map_residual(fam, v, X, 0.5, 0.0, method="spectral")
+    with pytest.raises(TypeError, match="method='autograd' needs x as a torch tensor"):
+        flow_map_residual(fam, v, X, 0.5, 0.0, method="autograd")
+    with pytest.raises(ValueError, match="fd_step <= t <= 1 - fd_step"):
+        flow_map_residual(fam, v, X, 1.0, 0.0)
+    with pytest.raises(ValueError, match=r"flow_map must return an array of x's type and shape \(64, 2\)"):
+        semigroup_residual(lambda x, t, s: x[:, :1], X, 1.0, 0.5, 0.0)
