@@ -161,13 +161,13 @@ def check_points(x: Any, dim: int, name: str = "x") -> Any:
     return check_array(name, x, ndim=2, dim=dim, finite=False)
 
 
-def check_time_for(t: Any, x: Any) -> Any:
+def check_time_for(t: Any, x: Any, name: str = "t") -> Any:
     """A time for the batch ``x (n, ...)``: a float in [0, 1], or an ``(n,)`` array converted to ``x``'s type."""
-    t = check_time(t)
+    t = check_time(t, name)
     if is_scalar_time(t):
         return t
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(f"t must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
+        raise ValueError(f"{name} must be a float or have shape (n,) = ({x.shape[0]},); got {tuple(t.shape)}")
     return as_array(t, x)
 
 

@@ -440,6 +440,20 @@ row(
     {"x": X, "t": 0.9, "s": 0.5, "u": 0.1},
     {"x": "points", "t": "time", "s": "time", "u": "time"},
 )
+for _kind in dfm.MAP_PARAMETRIZATIONS:
+    _s = 1e-3 if _kind == "consistency" else 0.2
+    row(
+        f"diffcore.flowmaps.to_flow_map[{_kind}]",
+        lambda x, t, _k=_kind, _s=_s: dfm.to_flow_map(_k, lambda x, *a: 0.5 * x, VP)(x, t, _s),
+        {"x": X, "t": 0.6},
+        {"x": "points", "t": "time"},
+    )
+    row(
+        f"diffcore.flowmaps.from_flow_map[{_kind}]",
+        lambda x, t, _k=_kind, _s=_s: dfm.from_flow_map(_k, _FM, VP)(x, t, *(() if _k == "consistency" else (_s,))),
+        {"x": X, "t": 0.6},
+        {"x": "points", "t": "time"},
+    )
 
 # conditioning: the posterior samplers (one row each; tiny budgets)
 LM_SCORE, LM_COV = dc.exact_score(VP, LM), dcc.exact_posterior_covariance(VP, LM)
@@ -1681,6 +1695,7 @@ EXEMPT: dict[str, str] = {
         "a frozen result record that diffcore builds",
     ),
     "PREDICTION_TYPES": "a constant registry",
+    "MAP_PARAMETRIZATIONS": "a constant registry",
     "import_kdiffusion_sampling": "takes no input: it loads k-diffusion's sampling module",
     **dict.fromkeys(
         [

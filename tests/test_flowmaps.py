@@ -219,3 +219,105 @@ def test_bad_input():
         flow_map_residual(fam, v, X, 1.0, 0.0)
     with pytest.raises(ValueError, match=r"flow_map must return an array of x's type and shape \(64, 2\)"):
         semigroup_residual(lambda x, t, s: x[:, :1], X, 1.0, 0.5, 0.0)
+
+
+# -- parametrisations -------------------------------------------------------------------------------
+from diffcore.flowmaps import MAP_PARAMETRIZATIONS, from_flow_map, to_flow_map  # noqa: E402
+
+VP = dc.VPSDE()
+T_MIN = 1e-3
+
+
+def _exact_family(x, t, s, proc=VP, data=MIX):
+    """The exact map of the mixture at per-point times: one reference solve per distinct (t, s)."""
+    if np.ndim(t) == 0 and np.ndim(s) == 0:
+        return exact_flow_map(proc, data, float(t), float(s), rtol=1e-12, atol=1e-12)(x)
+    t, s = np.broadcast_to(t, (x.shape[0],)), np.broadcast_to(s, (x.shape[0],))
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = exact_flow_map(proc, data, float(t[i]), float(s[i]), rtol=1e-12, atol=1e-12)(x[i : i + 1])[0]
+    return out
+
+
+def _net_times(kind, t, s):
+    """The times a network of ``kind`` is called with."""
+    return {"consistency": (t,), "shortcut": (t, s - t)}.get(kind, (t, s))
+
+
+@pytest.mark.parametrize("kind", MAP_PARAMETRIZATIONS)
+def test_parametrisations_round_trip_the_exact_map(kind):
+    """from_flow_map then to_flow_map gives back the exact mixture map (to rounding), at scalar and
+    per-point times."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6, 2))
+    t = rng.uniform(0.3, 0.9, size=6)
+    s = np.full(6, T_MIN) if kind == "consistency" else t * rng.uniform(0.1, 0.9, size=6)
+    net = from_flow_map(kind, _exact_family, VP, t_min=T_MIN)
+    phi = to_flow_map(kind, net, VP, t_min=T_MIN)
+    np.testing.assert_allclose(phi(x, t, s), _exact_family(x, t, s), atol=1e-12)
+    np.testing.assert_allclose(
+        phi(x, 0.7, s[0] if kind != "consistency" else T_MIN),
+        _exact_family(x, 0.7, s[0] if kind != "consistency" else T_MIN),
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("kind", MAP_PARAMETRIZATIONS)
+def test_the_boundary_condition_holds_for_any_network(kind):
+    """Phi(x, t, t) = x exactly whatever the network says (consistency: at t_min)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 2))
+
+    def net(x, *times):
+        return np.tanh(x[:, ::-1] * 3.0) + 7.0
+
+    phi = to_flow_map(kind, net, VP, t_min=T_MIN)
+    t = T_MIN if kind == "consistency" else np.array([0.2, 0.5, 0.5, 0.9, 1.0 - 1e-9])
+    np.testing.assert_array_equal(phi(x, t, t), x)
+    assert np.abs(phi(x, 0.5, T_MIN if kind == "consistency" else 0.3) - x).max() > 1.0  # the net matters elsewhere
+
+
+def test_the_limits_are_the_velocity_and_the_denoiser():
+    """As s -> t the mean velocity tends to v(x, t) and CTM's g to E[x_0 | x_t], both at rate O(h)
+    (slope 1 within 0.2), and from_flow_map returns the given limit at s = t."""
+    x = X[:8]
+    t = 0.6
+    v = dc.ProbabilityFlowODE(VP, dc.exact_score(VP, MIX)).drift
+    den = dc.exact_denoiser(VP, MIX)
+    hs = np.array([1e-2, 5e-3, 2.5e-3])
+    for kind, field in (("mean_velocity", v), ("ctm", den)):
+        target = from_flow_map(kind, _exact_family, VP, limit=field)
+        errs = np.array([np.abs(target(x, t, t - h) - field(x, t)).max() for h in hs])
+        slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+        assert abs(slope - 1) < 0.2, (kind, slope, errs)
+        np.testing.assert_array_equal(target(x, t, t), field(x, t))
+        per_point = target(x, np.full(8, t), np.r_[np.full(4, t), np.full(4, t - hs[0])])
+        np.testing.assert_array_equal(per_point[:4], field(x[:4], t))
+    shortcut = from_flow_map("shortcut", _exact_family, limit=v)
+    np.testing.assert_allclose(
+        shortcut(x, t, -hs[0]), from_flow_map("mean_velocity", _exact_family)(x, t, t - hs[0]), atol=1e-13
+    )
+
+
+def test_parametrisation_bad_input():
+    net = lambda x, t, s: x  # noqa: E731
+    with pytest.raises(ValueError, match="unknown kind 'euler'"):
+        to_flow_map("euler", net, VP)
+    with pytest.raises(TypeError, match="the ctm parametrisation is defined through a process"):
+        to_flow_map("ctm", net)
+    with pytest.raises(TypeError, match="net must be a callable"):
+        to_flow_map("mean_velocity", None)
+    with pytest.raises(ValueError, match="sigma_data must be > 0"):
+        to_flow_map("consistency", net, VP, sigma_data=0.0)
+    with pytest.raises(ValueError, match=r"the ctm parametrisation maps backwards in time \(s <= t\)"):
+        to_flow_map("ctm", net, VP)(X, 0.3, 0.5)
+    with pytest.raises(ValueError, match=r"a consistency model maps to t_min = 0\.001 only"):
+        to_flow_map("consistency", lambda x, t: x, VP)(X, 0.5, 0.2)
+    with pytest.raises(ValueError, match="kappa = sigma / alpha is infinite where alpha"):
+        to_flow_map("ctm", net, dc.AffineProcess(lambda t: 1 - t, lambda t: t))(X, 1.0, 0.5)
+    with pytest.raises(ValueError, match=r"net must return an array of x's type and shape \(64, 2\)"):
+        to_flow_map("mean_velocity", lambda x, t, s: x[:, 0])(X, 0.5, 0.2)
+    with pytest.raises(ValueError, match="pass limit="):
+        from_flow_map("mean_velocity", _exact_family)(X[:2], 0.5, 0.5)
+    with pytest.raises(ValueError, match="s must lie in"):
+        to_flow_map("mean_velocity", net)(X, 0.5, 1.2)
