@@ -1283,6 +1283,40 @@ for _loss in (
         out=None,
         empty="error",
     )
+_MAP = lambda x, t, s: 0.9 * x  # noqa: E731 - a flow-map family (x, t, s) -> (n, d)
+_TEACHER = lambda x, t, s: 0.95 * x  # noqa: E731
+for _name, _call in {
+    "consistency_distillation_loss": lambda x0, steps, t_min, rng: dtr.consistency_distillation_loss(
+        _MAP, x0, VP, _TEACHER, rng, steps=steps, t_min=t_min
+    ),
+    "consistency_training_loss": lambda x0, steps, t_min, rng: dtr.consistency_training_loss(
+        _MAP, x0, VP, rng, steps=steps, t_min=t_min
+    ),
+}.items():
+    row(
+        f"diffcore.training.{_name}",
+        _call,
+        {"x0": X, "steps": 4, "t_min": 1e-2, "rng": 0},
+        {"x0": "points", "steps": "count", "t_min": "time", "rng": "rng"},
+        out=None,
+        empty="error",
+    )
+row(
+    "diffcore.training.meanflow_loss",
+    lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
+        _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction
+    ),
+    {"batch": X, "t_max": 0.9, "equal_fraction": 0.5, "rng": 0},
+    {"batch": "points", "t_max": "time", "equal_fraction": "real", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.training.solver_teacher",
+    lambda x, t, s: dtr.solver_teacher(VP, SCORE, "heun")(x, t, s),
+    {"x": X, "t": 0.8, "s": 0.5},
+    {"x": "points", "t": "time", "s": "time"},
+)
 row(
     "diffcore.training.graph_dsm_loss",
     lambda model, X0, A0: dtr.graph_dsm_loss(model, X0, A0, GMASK, SYSTEM, 0),

@@ -16,6 +16,12 @@ except ImportError as err:  # pragma: no cover - torch is part of the dev instal
 
 from diffcore.training._error import FieldError, field_error
 from diffcore.training._fit import FitResult, fit
+from diffcore.training._flowmap_losses import (
+    consistency_distillation_loss,
+    consistency_training_loss,
+    meanflow_loss,
+    solver_teacher,
+)
 from diffcore.training._fp import dsm_fp_loss, fp_penalty
 from diffcore.training._graph import GRAPH_WEIGHTINGS, GraphScoreNet, graph_dsm_loss, graph_score_error
 from diffcore.training._interpolant_losses import (
@@ -34,6 +40,8 @@ __all__ = [
     "FitResult",
     "GraphScoreNet",
     "MLPField",
+    "consistency_distillation_loss",
+    "consistency_training_loss",
     "denoising_loss",
     "dsm_fp_loss",
     "dsm_loss",
@@ -46,4 +54,6 @@ __all__ = [
     "interpolant_denoiser_loss",
     "interpolant_score_loss",
     "interpolant_velocity_loss",
+    "meanflow_loss",
+    "solver_teacher",
 ]

@@ -1,0 +1,260 @@
+r"""Losses that teach a network a flow map: consistency distillation and training, MeanFlow.
+
+A flow-map model is a family ``Phi_theta(x, t, s)`` (build one from a network with
+:func:`diffcore.flowmaps.to_flow_map`, which puts the boundary condition ``Phi(x, t, t) = x``
+into the parametrisation).  Each loss below is zero, or stationary, at the exact flow map
+(:func:`diffcore.flowmaps.exact_flow_map`) of the probability-flow ODE of a process or of the
+transport ODE of an interpolant; the tests check it the way the other losses are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffcore._validation import (
+    check_array,
+    check_choice,
+    check_finite,
+    check_real,
+    check_scalar_time,
+    check_steps,
+    check_unshifted,
+)
+from diffcore.dynamics import ProbabilityFlowODE
+from diffcore.interpolants import AbstractInterpolant
+from diffcore.processes import AbstractProcess
+from diffcore.samplers import GRIDS, get_solver, integrate, time_grid
+from diffcore.training._interpolant_losses import _draws, _path
+from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
+
+__all__ = [
+    "consistency_distillation_loss",
+    "consistency_training_loss",
+    "meanflow_loss",
+    "solver_teacher",
+]
+
+Array = Any
+Teacher = Callable[[Any, float, float], Any]
+
+
+def solver_teacher(process: AbstractProcess, score: Callable, method: str = "heun", **options: Any) -> Teacher:
+    r"""One step of a diffcore solver on the probability-flow ODE of ``(process, score)``: ``(x, t, s) -> x_s``.
+
+    The teacher of consistency distillation (Song et al. 2023, eq. 7: ``x_hat_{t_n} = x_{t_{n+1}}
+    + (t_n - t_{n+1}) Phi(x_{t_{n+1}}, t_{n+1}; theta)`` with the ODE solver ``Phi``; they use
+    Heun).  ``score`` is the exact or a learned score; ``method`` any name of ``diffcore.SOLVERS``
+    whose one step from ``t`` to ``s`` needs no history (``euler``, ``heun``, ``rk4``, ``ddim``,
+    ``dpm_solver_2``, ...); ``options`` go to the solver.
+    """
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    dynamics = ProbabilityFlowODE(process, score)
+    solver = get_solver(method, **options)  # an unknown name or option fails here, not at the first step
+
+    def step(x: Any, t: Any, s: Any) -> Any:
+        x = check_finite("x", check_array("x", x, ndim=2))
+        t, s = check_scalar_time(t, "t"), check_scalar_time(s, "s")
+        return integrate(dynamics, x, [t, s], solver).x
+
+    return step
+
+
+def _map_output(name: str, out: Any, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape):
+        shape = tuple(out.shape) if hasattr(out, "shape") else None
+        raise ValueError(f"{name} must return a tensor of shape {tuple(x.shape)}; got {type(out).__name__} {shape}")
+    return out
+
+
+def _check_map(name: str, model: Any) -> Callable:
+    if not callable(model):
+        raise TypeError(f"{name} must be a flow-map callable (x, t, s) -> (n, d); got {type(model).__name__}")
+    return model
+
+
+def _consistency_pairs(
+    x0: Any, process: Any, rng: Any, steps: Any, t_min: Any, t_max: Any, grid: str, who: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
+    """Data, noise, the index ``n`` of each point's pair ``(t_{n+1}, t_n)`` and the grid (increasing)."""
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, who)
+    steps = check_steps(steps)
+    t_min, t_max = check_time_range(t_min, t_max, open_ends=False)
+    if not t_min < t_max:
+        raise ValueError(f"{who} needs t_min < t_max; got {t_min} and {t_max}")
+    check_choice("grid", grid, GRIDS)
+    x0 = check_finite_tensor("x0", as_tensor("x0", x0))
+    gen = generator(rng, x0.device)
+    ts = np.sort(np.asarray(time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid), dtype=np.float64))
+    idx = torch.randint(0, steps, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
+    eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
+    return x0, eps, idx, ts, torch.as_tensor(ts, dtype=torch.float64, device=x0.device)
+
+
+def _noised(process: AbstractProcess, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    shape = (x0.shape[0],) + (1,) * (x0.ndim - 1)
+    a, s = process.alpha(t).to(x0.dtype).reshape(shape), process.sigma(t).to(x0.dtype).reshape(shape)
+    return a * x0 + s * eps
+
+
+def _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, t_min) -> torch.Tensor:
+    pred = _map_output("model", model(x_next, t_next, t_min), x_next)
+    with torch.no_grad():
+        goal = _map_output("target", target(x_prev, t_prev, t_min), x_prev)
+    err = (pred - goal).reshape(x_next.shape[0], -1)
+    return torch.mean(torch.sum(err**2, dim=1))
+
+
+def consistency_distillation_loss(
+    model: Callable,
+    x0: Any,
+    process: AbstractProcess,
+    teacher: Teacher,
+    rng: Any = None,
+    *,
+    steps: int = 18,
+    target: Callable | None = None,
+    t_min: float = 2e-3,
+    t_max: float = 1.0,
+    grid: str = "edm",
+) -> torch.Tensor:
+    r"""Consistency distillation (Song et al. 2023, eq. 7 and algorithm 2), with the squared ``l_2`` metric.
+
+    .. math:: L = E_{n, x_0, \varepsilon}\, \big\| \Phi_\theta(x_{t_{n+1}}, t_{n+1}, t_{min})
+              - \Phi_{\theta^-}(\hat x_{t_n}, t_n, t_{min}) \big\|^2, \qquad
+              \hat x_{t_n} = \mathrm{teacher}(x_{t_{n+1}}, t_{n+1}, t_n),
+
+    with ``x_{t_{n+1}} = alpha x_0 + sigma eps``, ``n`` uniform on ``0..steps-1`` over the grid
+    ``t_min = t_0 < ... < t_steps = t_max`` of kind ``grid`` (``diffcore.samplers.time_grid``; EDM's
+    ``rho = 7`` by default, as in the paper) and the target network ``theta^-`` (an EMA copy; by
+    default the model itself) under ``torch.no_grad``.  With the exact teacher step
+    (:func:`diffcore.flowmaps.exact_flow_map`) the exact flow map gives ``L = 0``; with a
+    solver teacher the minimiser is the flow map of the teacher's discrete chain.
+
+    Parameters
+    ----------
+    model : the flow-map family ``(x, t, s) -> (n, d)`` tensor (``t`` an ``(n,)`` float64 tensor),
+        differentiable in its parameters, e.g. ``to_flow_map("consistency", net, process)``.
+    x0 : data ``(n, d)``.  process : the forward process.  teacher : ``(x, t, s) -> x_s`` for float
+        ``t``, ``s`` (:func:`solver_teacher`, or an exact map).  rng : draws ``n`` then ``eps``.
+    steps, t_min, t_max, grid : the discretisation ``N`` and its grid.  target : the EMA model.
+
+    Returns a 0-d tensor (mean over the batch of the squared error summed over features).
+    """
+    model, teacher = _check_map("model", model), _check_map("teacher", teacher)
+    target = model if target is None else _check_map("target", target)
+    x0, eps, idx, ts, ts_t = _consistency_pairs(
+        x0, process, rng, steps, t_min, t_max, grid, "consistency_distillation_loss"
+    )
+    t_next, t_prev = ts_t[idx + 1], ts_t[idx]
+    x_next = _noised(process, x0, eps, t_next)
+    x_prev = torch.empty_like(x_next)
+    with torch.no_grad():
+        for n in torch.unique(idx).tolist():  # the teacher steps with scalar times: one call per pair
+            rows = idx == n
+            x_prev[rows] = _map_output("teacher", teacher(x_next[rows], ts[n + 1], ts[n]), x_next[rows])
+    check_finite_tensor("the teacher's step", x_prev)
+    return _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, float(ts[0]))
+
+
+def consistency_training_loss(
+    model: Callable,
+    x0: Any,
+    process: AbstractProcess,
+    rng: Any = None,
+    *,
+    steps: int = 18,
+    target: Callable | None = None,
+    t_min: float = 2e-3,
+    t_max: float = 1.0,
+    grid: str = "edm",
+) -> torch.Tensor:
+    r"""Consistency training without a teacher (Song et al. 2023, eq. 10 and algorithm 3).
+
+    As :func:`consistency_distillation_loss` with the teacher's step replaced by the same noise
+    at the earlier time, ``x_hat_{t_n} = alpha_{t_n} x_0 + sigma_{t_n} eps``: the DDIM step
+    from ``t_{n+1}`` to ``t_n`` with the one-sample score ``-eps / sigma``, an unbiased
+    estimate of the exact score (their thm. 2: the two losses agree up to ``o(Delta t)``, so the
+    exact map is stationary only as ``steps -> inf``).
+    """
+    model = _check_map("model", model)
+    target = model if target is None else _check_map("target", target)
+    x0, eps, idx, ts, ts_t = _consistency_pairs(
+        x0, process, rng, steps, t_min, t_max, grid, "consistency_training_loss"
+    )
+    t_next, t_prev = ts_t[idx + 1], ts_t[idx]
+    x_next, x_prev = _noised(process, x0, eps, t_next), _noised(process, x0, eps, t_prev)
+    return _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, float(ts[0]))
+
+
+def _total_derivative(fn: Callable, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``d/de fn(x + e v, t + e, s)`` at ``e = 0``, detached (two reverse passes; no forward mode)."""
+    e = torch.zeros((), dtype=torch.float64, device=x.device, requires_grad=True)
+    with torch.enable_grad():
+        out = fn(x.detach() + e.to(x.dtype) * v.detach(), t + e, s)
+        if not out.requires_grad:
+            return torch.zeros_like(x)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, e, grad_outputs=u, create_graph=True)
+        (d,) = torch.autograd.grad(g, u)
+    return d.detach()
+
+
+def meanflow_loss(
+    model: Callable,
+    batch: Any,
+    interpolant: AbstractInterpolant,
+    rng: Any = None,
+    *,
+    rho0: Any = None,
+    target: Callable | None = None,
+    equal_fraction: float = 0.5,
+    t_min: float = 0.0,
+    t_max: float = 1.0,
+) -> torch.Tensor:
+    r"""MeanFlow's identity loss for the average velocity ``u(x, t, s)``, ``Phi(x, t, s) = x + (s - t) u``.
+
+    Differentiating ``(s - t) u(x_t, t, s) = Phi(x_t, t, s) - x_t`` along a trajectory (where
+    ``Phi`` is constant) gives the MeanFlow identity ``u = v + (s - t) du/dt`` with
+    ``du/dt = d_t u + (grad_x u) v`` (Geng et al. 2025, eqs. 6–8, written for our clock, noise at
+    ``t = 0`` and data at ``t = 1``).  The loss regresses on it with the conditional velocity
+    ``v_c = dx_t/dt`` of the interpolant and a stopped gradient:
+
+    .. math:: L = E\, \big\| u_\theta(x_t, t, s) - \mathrm{sg}\big(v_c + (s - t)\,
+              [\partial_t u_{\theta^-} + (\nabla_x u_{\theta^-}) v_c](x_t, t, s)\big) \big\|^2.
+
+    The target is linear in ``v_c`` and ``E[v_c | x_t] = v``, so the exact average velocity is the
+    stationary point.  Times: ``t, s`` uniform on ``[t_min, t_max]`` and sorted so that ``s >= t``;
+    a fraction ``equal_fraction`` of the pairs has ``s = t`` (flow matching of ``u(x, t, t) = v``).
+
+    Parameters
+    ----------
+    model : ``(x, t, s) -> (n, d)`` average velocity, differentiable in ``x``, ``t`` and its parameters.
+    batch, interpolant, rho0 : as :func:`flow_matching_loss` (``batch`` the data at ``t = 1``).
+    target : the model whose total derivative enters the target (default: ``model``).
+    equal_fraction : in ``[0, 1]``.
+    """
+    model = _check_map("model", model)
+    target = model if target is None else _check_map("target", target)
+    fraction = check_real("equal_fraction", equal_fraction)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"equal_fraction must lie in [0, 1]; got {equal_fraction}")
+    gen = generator(rng)  # one CPU generator for every draw: the ends, z, t (in _draws), then s and the ties
+    x0, x1, z, t = _draws(batch, interpolant, gen, rho0, None, t_min, t_max)
+    s = uniform_times(x1.shape[0], *check_time_range(t_min, t_max, open_ends=True), gen, x1)
+    equal = (torch.rand(x1.shape[0], generator=gen, dtype=torch.float64) < fraction).to(x1.device)
+    lo, hi = torch.minimum(t, s), torch.maximum(t, s)
+    hi = torch.where(equal, lo, hi)
+    x_t, d_i, d_gamma, _ = _path(interpolant, x0, x1, z, lo)
+    v_c = d_i + d_gamma * z
+    du = _total_derivative(target, x_t, lo, hi, v_c)
+    goal = v_c + (hi - lo).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1))) * du
+    pred = _map_output("model", model(x_t, lo, hi), x_t)
+    err = (pred - goal.detach()).reshape(x_t.shape[0], -1)
+    return torch.mean(torch.sum(err**2, dim=1))

@@ -1,0 +1,213 @@
+"""Flow-map losses (diffcore.training): the exact flow map is their zero or their stationary point.
+
+* Consistency distillation with the exact teacher step is zero at the exact map (to rounding) and
+  not at the map of another process; with a Heun teacher it is small at the exact map and
+  shrinks with the number of steps (the teacher's local error).
+* Consistency training and MeanFlow are quadratic in the model with a frozen target, so the
+  check of tests/test_training.py applies: the cross term ``X(h) = (L(f* + d h) - L(f* - d h)) /
+  (4 d)`` with common noise is zero within 4.5 standard errors (16 chunks) at the exact field,
+  and more than 10 standard errors away for a wrong one.  Consistency training is stationary only
+  up to the DDIM step's local error (Song et al. 2023, thm. 2): its cross term falls with the
+  number of steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import diffcore as dc
+from diffcore.training import (
+    consistency_distillation_loss,
+    consistency_training_loss,
+    meanflow_loss,
+    solver_teacher,
+)
+
+F64 = torch.float64
+MEAN, COV = np.array([1.0, -0.5]), np.array([[1.0, 0.6], [0.6, 0.5]])
+DATA = dc.Gaussian(MEAN, COV)
+LAM, VEC = (torch.as_tensor(a, dtype=F64) for a in np.linalg.eigh(COV))
+CHUNKS, CHUNK, Z_MAX = 16, 2_000, 4.5
+
+
+def _col(u, x):
+    u = torch.as_tensor(u, dtype=F64, device=x.device)
+    return u.reshape(-1, 1) if u.ndim else u
+
+
+def _coef(fn, u, x):
+    """A process coefficient at a float or per-point time, shaped (n|1, 1)."""
+    u = torch.as_tensor(u, dtype=F64, device=x.device)
+    return fn(u.reshape(-1)).reshape(-1, 1) if u.ndim else fn(u)
+
+
+def gaussian_map(process, mean=MEAN):
+    """The exact flow map of N(mean, COV) under ``process`` in torch, per-point times, differentiable."""
+    m = torch.as_tensor(mean, dtype=F64)
+
+    def moments(u, x):
+        a, s = _coef(process.alpha, u, x), _coef(process.sigma, u, x)
+        return a * m, a**2 * LAM + s**2  # mean (n|1, d), eigenvalues of Sigma_u (n|1, d)
+
+    def phi(x, t, s):
+        (mt, lt), (ms, ls) = moments(t, x), moments(s, x)
+        return ms + ((x - mt) @ VEC * torch.sqrt(ls / lt)) @ VEC.T
+
+    return phi
+
+
+def linear_path_velocity(mean=MEAN):
+    """The exact average velocity u(x, t, s) of the one-sided linear interpolant N(0, I) -> N(mean, COV)."""
+    m = torch.as_tensor(mean, dtype=F64)
+
+    def moments(u, x):
+        u = _col(u, x)
+        return u * m, (1 - u) ** 2 + u**2 * LAM
+
+    def u_avg(x, t, s):
+        (mt, lt), (ms, ls) = moments(t, x), moments(s, x)
+        phi = ms + ((x - mt) @ VEC * torch.sqrt(ls / lt)) @ VEC.T
+        ds = _col(s, x) - _col(t, x)
+        vel = (
+            m + ((x - mt) @ VEC * ((-(1 - _col(t, x)) + _col(t, x) * LAM) / lt)) @ VEC.T
+        )  # v = mu' + Sigma'/2 Sigma^-1 (x - mu)
+        safe = torch.where(ds == 0, torch.ones_like(ds), ds)
+        return torch.where(ds == 0, vel, (phi - x) / safe)
+
+    return u_avg
+
+
+def _x0(k):
+    return DATA.sample(CHUNK, rng=500 + k, like=torch.empty(0, dtype=F64))
+
+
+def test_linear_path_velocity_helper_is_the_exact_field():
+    """The test's own closed forms agree with diffcore (exact_flow_map, interpolant_fields)."""
+    from diffcore.flowmaps import exact_flow_map
+
+    vp = dc.VPSDE()
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(5, 2)))
+    np.testing.assert_allclose(
+        gaussian_map(vp)(x, 0.8, 0.1).numpy(), exact_flow_map(vp, DATA, 0.8, 0.1)(x.numpy()), atol=1e-12
+    )
+    path = dc.OneSidedInterpolant("linear")
+    ends = (dc.Gaussian(np.zeros(2), np.eye(2)), DATA)
+    u = linear_path_velocity()
+    np.testing.assert_allclose(
+        (x + 0.5 * u(x, 0.2, 0.7)).numpy(), exact_flow_map(path, ends, 0.2, 0.7)(x.numpy()), atol=1e-12
+    )
+    v = dc.interpolant_fields(path, *ends).velocity
+    np.testing.assert_allclose(u(x, 0.3, 0.3).numpy(), v(x.numpy(), 0.3), atol=1e-12)
+
+
+def test_consistency_distillation_with_the_exact_teacher_vanishes_at_the_exact_map():
+    vp = dc.VPSDE()
+    phi = gaussian_map(vp)
+    x0 = _x0(0)
+    loss = consistency_distillation_loss(phi, x0, vp, phi, rng=1, steps=12)
+    assert float(loss) < 1e-24
+    wrong = gaussian_map(dc.VPSDE(beta_max=15.0))
+    # (a whole map of another schedule is self-consistent; only its disagreement with the teacher's
+    # one step shows: measured 2.9e-4, twenty orders of magnitude above the exact map's)
+    assert float(consistency_distillation_loss(wrong, x0, vp, phi, rng=1, steps=12)) > 1e-5
+    # the model is only differentiated through its prediction, not through the target
+    w = torch.ones((), dtype=F64, requires_grad=True)
+    scaled = lambda x, t, s: w * phi(x, t, s)  # noqa: E731
+    consistency_distillation_loss(scaled, x0, vp, phi, rng=1, steps=12).backward()
+    assert w.grad is not None and abs(float(w.grad)) < 1e-10
+
+
+def test_consistency_distillation_with_a_heun_teacher_converges_with_the_steps():
+    """The exact map's loss under a Heun teacher is the teacher's squared local error: it falls fast
+    (measured slope of log L against log N below -4; Heun's local error is O(h^3))."""
+    vp = dc.VPSDE()
+    phi = gaussian_map(vp)
+    heun = solver_teacher(vp, dc.exact_score(vp, DATA), "heun")
+    x0 = _x0(1)
+    steps = np.array([6, 12, 24])
+    losses = np.array([float(consistency_distillation_loss(phi, x0, vp, heun, rng=2, steps=int(n))) for n in steps])
+    slope = np.polyfit(np.log(steps), np.log(losses), 1)[0]
+    assert slope < -4, (slope, losses)
+
+
+def _cross_terms(loss_at, exact, delta=0.1):
+    """X(h) per direction, mean and standard error over the chunks (frozen target = the exact field)."""
+    directions = {
+        "const": lambda x, t, s: torch.ones_like(x),
+        "linear": lambda x, t, s: x,
+        "time": lambda x, t, s: torch.sin(3 * _col(t, x)) * x[:, [1, 0]],
+    }
+    out = {}
+    for name, h in directions.items():
+        xs = []
+        for k in range(CHUNKS):
+            lp = loss_at(lambda x, t, s, h=h: exact(x, t, s) + delta * h(x, t, s), k)
+            lm = loss_at(lambda x, t, s, h=h: exact(x, t, s) - delta * h(x, t, s), k)
+            xs.append((lp - lm) / (4 * delta))
+        xs = np.asarray(xs)
+        out[name] = (xs.mean(), xs.std(ddof=1) / np.sqrt(CHUNKS))
+    return out
+
+
+def test_meanflow_loss_is_stationary_at_the_exact_average_velocity():
+    path = dc.OneSidedInterpolant("linear")
+    u_exact = linear_path_velocity()
+
+    def loss_at_for(target):
+        def loss_at(field, k):
+            return float(meanflow_loss(field, _x0(k), path, rng=k, target=target, t_min=0.0, t_max=0.99))
+
+        return loss_at
+
+    for name, (x, se) in _cross_terms(loss_at_for(u_exact), u_exact).items():
+        assert abs(x) <= Z_MAX * se, (name, x, se)
+    wrong = linear_path_velocity(MEAN + 0.3)
+    z = [abs(x) / se for x, se in _cross_terms(loss_at_for(wrong), wrong).values()]
+    assert max(z) > 10, z
+
+
+def test_consistency_training_is_stationary_up_to_the_step():
+    """The cross term at the exact map, relative to that of a wrong map, falls with the steps."""
+    vp = dc.VPSDE()
+    phi = gaussian_map(vp)
+    wrong = gaussian_map(vp, MEAN + 0.3)
+
+    def ratio(steps):
+        def loss_at(field, k):
+            return float(consistency_training_loss(field, _x0(k), vp, rng=k, steps=steps, target=phi))
+
+        exact_x = max(abs(x) for x, _ in _cross_terms(loss_at, phi).values())
+
+        def loss_wrong(field, k):
+            return float(consistency_training_loss(field, _x0(k), vp, rng=k, steps=steps, target=wrong))
+
+        wrong_x = max(abs(x) for x, _ in _cross_terms(loss_wrong, wrong).values())
+        return exact_x / wrong_x
+
+    r = [ratio(n) for n in (6, 24)]
+    assert r[1] < r[0] / 2, r
+
+
+def test_bad_input():
+    vp = dc.VPSDE()
+    phi = gaussian_map(vp)
+    x0 = _x0(0)[:8]
+    with pytest.raises(TypeError, match="model must be a flow-map callable"):
+        consistency_distillation_loss(None, x0, vp, phi)
+    with pytest.raises(TypeError, match="teacher must be a flow-map callable"):
+        consistency_distillation_loss(phi, x0, vp, "heun")
+    with pytest.raises(TypeError, match="process must be an AbstractProcess"):
+        consistency_training_loss(phi, x0, "vp")
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        consistency_training_loss(phi, x0, vp, steps=0)
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        consistency_training_loss(phi, x0 * float("nan"), vp)
+    with pytest.raises(ValueError, match=r"teacher must return a tensor of shape \(\d+, 2\)"):
+        consistency_distillation_loss(phi, x0, vp, lambda x, t, s: x[:, :1])
+    nan_teacher = lambda x, t, s: x * float("nan")  # noqa: E731
+    with pytest.raises(ValueError, match="the teacher's step must be finite"):
+        consistency_distillation_loss(phi, x0, vp, nan_teacher)
+    with pytest.raises(ValueError, match=r"equal_fraction must lie in \[0, 1\]"):
+        meanflow_loss(linear_path_velocity(), x0, dc.OneSidedInterpolant(), equal_fraction=1.5)
