@@ -440,6 +440,20 @@ row(
     {"x": X, "t": 0.9, "s": 0.5, "u": 0.1},
     {"x": "points", "t": "time", "s": "time", "u": "time"},
 )
+row(
+    "diffcore.flowmaps.flow_map_sample",
+    lambda x_init, ts: dfm.flow_map_sample(_FM, x_init, ts),
+    {"x_init": X, "ts": [1.0, 0.5, 0.1]},
+    {"x_init": "points", "ts": "grid"},
+    out=_x,
+)
+row(
+    "diffcore.flowmaps.consistency_sample",
+    lambda x_init, t_min, rng: dfm.consistency_sample(_FM, VP, x_init, [1.0, 0.5], t_min=t_min, rng=rng),
+    {"x_init": X, "t_min": 0.1, "rng": 0},
+    {"x_init": "points", "t_min": "time", "rng": "rng"},
+    out=_x,
+)
 for _kind in dfm.MAP_PARAMETRIZATIONS:
     _s = 1e-3 if _kind == "consistency" else 0.2
     row(
@@ -1239,6 +1253,21 @@ row(
 row(
     "diffcore.training.MLPField.__init__",
     lambda dim, width: dtr.MLPField(dim, width=width, depth=1),
+    {"dim": 2, "width": 4},
+    {"dim": "count", "width": "count"},
+    out=None,
+)
+MAPNET = dtr.MLPMap(2, width=8, depth=1, rng=0, dtype=torch.float64)
+row(
+    "diffcore.training.MLPMap",
+    lambda x, t, s: MAPNET(x, t, s),
+    {"x": X, "t": 0.5, "s": 0.2},
+    {"x": "points", "t": "time", "s": "real"},  # s may be the shortcut's negative step
+    nan="rows",
+)
+row(
+    "diffcore.training.MLPMap.__init__",
+    lambda dim, width: dtr.MLPMap(dim, width=width, depth=1),
     {"dim": 2, "width": 4},
     {"dim": "count", "width": "count"},
     out=None,

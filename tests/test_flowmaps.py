@@ -321,3 +321,56 @@ def test_parametrisation_bad_input():
         from_flow_map("mean_velocity", _exact_family)(X[:2], 0.5, 0.5)
     with pytest.raises(ValueError, match="s must lie in"):
         to_flow_map("mean_velocity", net)(X, 0.5, 1.2)
+
+
+# -- few-step sampling --------------------------------------------------------------------------------
+from diffcore.flowmaps import consistency_sample, flow_map_sample  # noqa: E402
+
+
+def _gauss_family(x, t, s):
+    return exact_flow_map(VP, GAUSS, t, s)(x)
+
+
+def test_chained_jumps_of_the_exact_map_do_not_depend_on_the_grid():
+    x = VP.prior_sample((32, 2), rng=5)
+    one = flow_map_sample(_gauss_family, x, [1.0, T_MIN])
+    assert one.nfe == 1 and one.solver is None
+    for k in (2, 4):
+        sol = flow_map_sample(_gauss_family, x, np.linspace(1.0, T_MIN, k + 1))
+        assert sol.nfe == k
+        np.testing.assert_allclose(sol.x, one.x, atol=1e-12)
+    # a map that is not a semigroup (the first jump of another schedule) depends on the grid
+    other = lambda x, t, s: exact_flow_map(dc.VPSDE(beta_max=15.0) if t == 1.0 else VP, GAUSS, t, s)(x)  # noqa: E731
+    two = flow_map_sample(other, x, [1.0, 0.5, T_MIN])
+    assert np.abs(two.x - flow_map_sample(other, x, [1.0, T_MIN]).x).max() > 1e-2
+
+
+def test_consistency_sampling_with_the_exact_map_samples_the_marginal():
+    """Three denoise/re-noise rounds keep the exact law: the sample mean is within 4.5 standard
+    errors of the marginal mean at t_min, and each covariance entry within 4.5 of its SE."""
+    n = 20_000
+    x = VP.prior_sample((n, 2), rng=6)
+    sol = consistency_sample(_gauss_family, VP, x, [1.0, 0.6, 0.3], t_min=T_MIN, rng=7)
+    assert sol.nfe == 3
+    law = dc.marginal(VP, GAUSS, T_MIN)
+    se = np.sqrt(np.diag(law.cov) / n)
+    assert np.all(np.abs(sol.x.mean(axis=0) - law.mean) < 4.5 * se)
+    cov = np.cov(sol.x.T)
+    cov_se = np.sqrt((law.cov**2 + np.outer(np.diag(law.cov), np.diag(law.cov))) / n)  # Gaussian Var of S_ij
+    assert np.all(np.abs(cov - law.cov) < 4.5 * cov_se), (cov, law.cov)
+
+
+def test_few_step_sampling_bad_input():
+    x = VP.prior_sample((4, 2), rng=0)
+    with pytest.raises(TypeError, match="flow_map must be a callable"):
+        flow_map_sample(None, x, [1.0, 0.0])
+    with pytest.raises(ValueError, match="ts must hold at least two times"):
+        flow_map_sample(_gauss_family, x, [1.0])
+    with pytest.raises(FloatingPointError, match=r"non-finite at step 1 \(t = 0.5 -> 0.0\)"):
+        flow_map_sample(lambda x, t, s: x + (np.inf if s == 0 else 0.0), x, [1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="ts must be decreasing"):
+        consistency_sample(_gauss_family, VP, x, [0.3, 0.6])
+    with pytest.raises(ValueError, match=r"every time in ts above t_min = 0\.002"):
+        consistency_sample(_gauss_family, VP, x, [1.0, 0.001])
+    with pytest.raises(TypeError, match="process must be an AbstractProcess"):
+        consistency_sample(_gauss_family, None, x, [1.0])

@@ -31,7 +31,7 @@ from diffcore.training._interpolant_losses import (
     interpolant_velocity_loss,
 )
 from diffcore.training._losses import WEIGHTINGS, denoising_loss, dsm_loss
-from diffcore.training._net import MLPField
+from diffcore.training._net import MLPField, MLPMap
 
 __all__ = [
     "GRAPH_WEIGHTINGS",
@@ -40,6 +40,7 @@ __all__ = [
     "FitResult",
     "GraphScoreNet",
     "MLPField",
+    "MLPMap",
     "consistency_distillation_loss",
     "consistency_training_loss",
     "denoising_loss",

@@ -92,16 +92,16 @@ def check_time_range(t_min: Any, t_max: Any, *, open_ends: bool) -> tuple[float,
     return t_min, t_max
 
 
-def batch_times(t: Any, n: int, like: torch.Tensor) -> torch.Tensor:
+def batch_times(t: Any, n: int, like: torch.Tensor, name: str = "t") -> torch.Tensor:
     """A float or an ``(n,)`` (or 0-d) tensor ``t`` as an ``(n,)`` tensor of ``like``'s dtype and device."""
     if isinstance(t, (int, float, np.floating, np.integer)) and not isinstance(t, bool):
         return torch.full((n,), float(t), dtype=like.dtype, device=like.device)
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be a float or an array of shape (n,); got {type(t).__name__}")
+        raise TypeError(f"{name} must be a float or an array of shape (n,); got {type(t).__name__}")
     if t.ndim == 0:
         t = t.expand(n)
     if t.shape != (n,):
-        raise ValueError(f"t must be a float or an array of shape (n,) = ({n},); got shape {tuple(t.shape)}")
+        raise ValueError(f"{name} must be a float or an array of shape (n,) = ({n},); got shape {tuple(t.shape)}")
     return t.to(dtype=like.dtype, device=like.device)
 
 
