@@ -1331,6 +1331,16 @@ for _name, _call in {
         empty="error",
     )
 row(
+    "diffcore.training.progressive_distillation_loss",
+    lambda x0, steps, t_min, rng: dtr.progressive_distillation_loss(
+        lambda x, t: 0.5 * x, x0, VP, lambda x, t: 0.4 * x, rng, steps=steps, t_min=t_min
+    ),
+    {"x0": X, "steps": 3, "t_min": 1e-2, "rng": 0},
+    {"x0": "points", "steps": "count", "t_min": "time", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction

@@ -211,3 +211,59 @@ def test_bad_input():
         consistency_distillation_loss(phi, x0, vp, nan_teacher)
     with pytest.raises(ValueError, match=r"equal_fraction must lie in \[0, 1\]"):
         meanflow_loss(linear_path_velocity(), x0, dc.OneSidedInterpolant(), equal_fraction=1.5)
+
+
+# -- progressive distillation -------------------------------------------------------------------------
+from diffcore.training import progressive_distillation_loss  # noqa: E402
+from diffcore.training._flowmap_losses import progressive_target  # noqa: E402
+
+
+def _ideal_student(process, teacher, ts):
+    """The denoiser whose DDIM step t_{2k} -> t_{2k+2} is the teacher's two steps (per-point times on the grid)."""
+    grid = torch.as_tensor(ts, dtype=F64)
+
+    def student(x, t):
+        k = torch.searchsorted(-grid, -t.reshape(-1))  # index of t in the decreasing grid
+        return progressive_target(process, teacher, x, t, grid[k + 1], grid[k + 2])
+
+    return student
+
+
+def test_progressive_distillation_vanishes_for_the_ideal_student_and_halves_the_steps():
+    """The ideal student (progressive_target at its own time) has zero loss, and its N-step DDIM
+    sampler reproduces the teacher's 2N-step DDIM sampler to rounding; the teacher itself, used as
+    the student, does not (its loss is the two-step/one-step gap, > 0)."""
+    vp, n = dc.VPSDE(), 4
+    teacher = dc.exact_denoiser(vp, DATA)
+    ts = np.asarray(dc.samplers.time_grid(vp, 2 * n, t_min=1e-3, kind="uniform"))
+    ideal = _ideal_student(vp, teacher, ts)
+    x0 = _x0(2)
+    assert float(progressive_distillation_loss(ideal, x0, vp, teacher, rng=3, steps=n)) < 1e-24
+    assert float(progressive_distillation_loss(teacher, x0, vp, teacher, rng=3, steps=n)) > 1e-4
+    x1 = torch.as_tensor(vp.prior_sample((64, 2), rng=4))
+    x_teacher, x_student = x1.clone(), x1.clone()
+    for i in range(2 * n):
+        t, s = torch.full((64,), ts[i], dtype=F64), torch.full((64,), ts[i + 1], dtype=F64)
+        x_teacher = _ddim_step(vp, x_teacher, teacher(x_teacher, t), t, s)
+    for i in range(0, 2 * n, 2):
+        t, s = torch.full((64,), ts[i], dtype=F64), torch.full((64,), ts[i + 2], dtype=F64)
+        x_student = _ddim_step(vp, x_student, ideal(x_student, t), t, s)
+    assert float((x_student - x_teacher).abs().max()) < 1e-10
+
+
+def _ddim_step(process, x, x0, t, s):
+    a_t, s_t = process.alpha(t).reshape(-1, 1), process.sigma(t).reshape(-1, 1)
+    a_s, s_s = process.alpha(s).reshape(-1, 1), process.sigma(s).reshape(-1, 1)
+    return a_s * x0 + (s_s / s_t) * (x - a_t * x0)
+
+
+def test_progressive_distillation_bad_input():
+    vp = dc.VPSDE()
+    teacher = dc.exact_denoiser(vp, DATA)
+    x0 = _x0(0)[:8]
+    with pytest.raises(TypeError, match="student must be a denoiser callable"):
+        progressive_distillation_loss(None, x0, vp, teacher)
+    with pytest.raises(ValueError, match="needs 0 < t_min < t_max"):
+        progressive_distillation_loss(teacher, x0, vp, teacher, t_min=0.0)
+    with pytest.raises(ValueError, match="the teacher's target must be finite"):
+        progressive_distillation_loss(teacher, x0, vp, lambda x, t: x * float("nan"))

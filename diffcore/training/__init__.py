@@ -20,6 +20,7 @@ from diffcore.training._flowmap_losses import (
     consistency_distillation_loss,
     consistency_training_loss,
     meanflow_loss,
+    progressive_distillation_loss,
     solver_teacher,
 )
 from diffcore.training._fp import dsm_fp_loss, fp_penalty
@@ -56,5 +57,6 @@ __all__ = [
     "interpolant_score_loss",
     "interpolant_velocity_loss",
     "meanflow_loss",
+    "progressive_distillation_loss",
     "solver_teacher",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "consistency_distillation_loss",
     "consistency_training_loss",
     "meanflow_loss",
+    "progressive_distillation_loss",
     "solver_teacher",
 ]
 
@@ -258,3 +259,91 @@ def meanflow_loss(
     pred = _map_output("model", model(x_t, lo, hi), x_t)
     err = (pred - goal.detach()).reshape(x_t.shape[0], -1)
     return torch.mean(torch.sum(err**2, dim=1))
+
+
+def _ddim(
+    process: AbstractProcess, x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, s: torch.Tensor
+) -> torch.Tensor:
+    """One DDIM step ``t -> s`` from the denoiser's ``x0``: ``alpha_s x0 + (sigma_s / sigma_t)(x - alpha_t x0)``."""
+    a_t, s_t, a_s, s_s = (
+        _col(f(u), x) for f, u in ((process.alpha, t), (process.sigma, t), (process.alpha, s), (process.sigma, s))
+    )
+    return a_s * x0 + (s_s / s_t) * (x - a_t * x0)
+
+
+def _col(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return c.to(x.dtype).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+
+
+def progressive_target(
+    process: AbstractProcess, teacher: Callable, x: torch.Tensor, t: torch.Tensor, t_mid: torch.Tensor, s: torch.Tensor
+) -> torch.Tensor:
+    r"""The ``x_0`` whose one DDIM step from ``t`` to ``s`` lands where the teacher's two DDIM steps land.
+
+    Salimans and Ho (2022, alg. 2): with ``x' = DDIM(x, t -> t_mid)`` and ``x'' = DDIM(x', t_mid -> s)``
+    under the teacher's denoiser, the target is ``x_tilde = (x'' - (sigma_s / sigma_t) x) /
+    (alpha_s - (sigma_s / sigma_t) alpha_t)``: the student denoiser ``x_tilde`` takes in one step the
+    teacher's two.  ``teacher`` is a denoiser ``(x, t) -> E[x_0 | x_t]`` (per-point times);
+    ``t``, ``t_mid``, ``s`` are ``(n,)`` float64 tensors with ``t > t_mid > s``.
+    """
+    mid = _ddim(process, x, teacher(x, t), t, t_mid)
+    end = _ddim(process, mid, teacher(mid, t_mid), t_mid, s)
+    ratio = _col(process.sigma(s) / process.sigma(t), x)
+    return (end - ratio * x) / (_col(process.alpha(s), x) - ratio * _col(process.alpha(t), x))
+
+
+def progressive_distillation_loss(
+    student: Callable,
+    x0: Any,
+    process: AbstractProcess,
+    teacher: Callable,
+    rng: Any = None,
+    *,
+    steps: int = 8,
+    t_min: float = 1e-3,
+    t_max: float = 1.0,
+    grid: str = "uniform",
+) -> torch.Tensor:
+    r"""One round of progressive distillation (Salimans and Ho 2022, alg. 2): one student step per two teacher steps.
+
+    .. math:: L = E_{k, x_0, \varepsilon}\, \max(\mathrm{SNR}(t), 1)\,
+              \big\| \hat x_\theta(x_t, t) - \tilde x(x_t) \big\|^2, \qquad x_t = \alpha_t x_0 + \sigma_t \varepsilon,
+
+    with ``t = t_{2k}``, ``k`` uniform on ``0..steps-1`` of the decreasing grid ``t_max = t_0 > ... >
+    t_{2 steps} = t_min`` of kind ``grid`` and the target ``x_tilde`` of :func:`progressive_target`
+    from ``t_{2k}`` through ``t_{2k+1}`` to ``t_{2k+2}`` (the "truncated SNR" weighting of their
+    sec. 4).  The loss is zero exactly when the student's ``steps``-step DDIM sampler equals the
+    teacher's ``2 steps``-step one on the grid; halving rounds give 1-, 2-, 4-step students.
+
+    Parameters
+    ----------
+    student, teacher : denoisers ``(x, t) -> (n, d)`` tensors with per-point float64 times ``(n,)``
+        (the teacher under ``torch.no_grad``).  x0 : data ``(n, d)``.  rng : draws ``k`` then ``eps``.
+    """
+    for name, f in (("student", student), ("teacher", teacher)):
+        if not callable(f):
+            raise TypeError(f"{name} must be a denoiser callable (x, t) -> (n, d); got {type(f).__name__}")
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "progressive_distillation_loss")
+    steps = check_steps(steps)
+    t_min, t_max = check_time_range(t_min, t_max, open_ends=False)
+    if not 0.0 < t_min < t_max:
+        raise ValueError(f"progressive_distillation_loss needs 0 < t_min < t_max; got {t_min} and {t_max}")
+    check_choice("grid", grid, GRIDS)
+    x0 = check_finite_tensor("x0", as_tensor("x0", x0))
+    gen = generator(rng, x0.device)
+    ts = torch.as_tensor(
+        np.asarray(time_grid(process, 2 * steps, t_min=t_min, t_max=t_max, kind=grid), dtype=np.float64),
+        device=x0.device,
+    )
+    k = torch.randint(0, steps, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
+    eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
+    t, t_mid, s = ts[2 * k], ts[2 * k + 1], ts[2 * k + 2]
+    x_t = _col(process.alpha(t), x0) * x0 + _col(process.sigma(t), x0) * eps
+    with torch.no_grad():
+        goal = check_finite_tensor("the teacher's target", progressive_target(process, teacher, x_t, t, t_mid, s))
+    weight = torch.clamp(process.alpha(t) ** 2 / process.sigma(t) ** 2, min=1.0).to(x0.dtype)
+    pred = _map_output("student", student(x_t, t), x_t)
+    err = (pred - goal).reshape(x0.shape[0], -1)
+    return torch.mean(weight * torch.sum(err**2, dim=1))

@@ -405,4 +405,3 @@ def _from_numpy(v: Any, like: torch.Tensor | None) -> Any:
     if like is None:
         return torch.from_numpy(np.asarray(v, dtype=np.float64))
     return torch.tensor(v, dtype=like.dtype, device=like.device)  # a copy: sampler masks may be read-only views
-
