@@ -1341,6 +1341,16 @@ row(
     empty="error",
 )
 row(
+    "diffcore.training.guided_distillation_loss",
+    lambda x0, w_max, t_min, rng: dtr.guided_distillation_loss(
+        lambda x, t, w: 0.5 * x, x0, VP, lambda x, t: 0.4 * x, lambda x, t: 0.3 * x, rng, w_max=w_max, t_min=t_min
+    ),
+    {"x0": X, "w_max": 2.0, "t_min": 1e-2, "rng": 0},
+    {"x0": "points", "w_max": "real", "t_min": "time", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction

@@ -19,6 +19,7 @@ from diffcore.training._fit import FitResult, fit
 from diffcore.training._flowmap_losses import (
     consistency_distillation_loss,
     consistency_training_loss,
+    guided_distillation_loss,
     meanflow_loss,
     progressive_distillation_loss,
     solver_teacher,
@@ -53,6 +54,7 @@ __all__ = [
     "fp_penalty",
     "graph_dsm_loss",
     "graph_score_error",
+    "guided_distillation_loss",
     "interpolant_denoiser_loss",
     "interpolant_score_loss",
     "interpolant_velocity_loss",

@@ -34,6 +34,7 @@ from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_
 __all__ = [
     "consistency_distillation_loss",
     "consistency_training_loss",
+    "guided_distillation_loss",
     "meanflow_loss",
     "progressive_distillation_loss",
     "solver_teacher",
@@ -347,3 +348,61 @@ def progressive_distillation_loss(
     pred = _map_output("student", student(x_t, t), x_t)
     err = (pred - goal).reshape(x0.shape[0], -1)
     return torch.mean(weight * torch.sum(err**2, dim=1))
+
+
+def guided_distillation_loss(
+    student: Callable,
+    x0: Any,
+    process: AbstractProcess,
+    conditional: Callable,
+    unconditional: Callable,
+    rng: Any = None,
+    *,
+    w_min: float = 0.0,
+    w_max: float = 4.0,
+    t_min: float = 1e-3,
+    t_max: float = 1.0,
+) -> torch.Tensor:
+    r"""Stage one of guided distillation (Meng et al. 2023, eq. 6): one student for a range of guidance weights.
+
+    .. math:: L = E_{w, t, x_0, \varepsilon}\, \big\| \hat x_\theta(x_t, t, w) - \big[(1 + w)\, \hat x_c(x_t, t)
+              - w\, \hat x(x_t, t)\big] \big\|^2,
+
+    ``w`` uniform on ``[w_min, w_max]``, ``t`` uniform on ``[t_min, t_max]``, ``x_t = alpha x_0 + sigma eps``:
+    the student, conditioned on ``w``, regresses on the classifier-free guided denoiser of the
+    teacher (:func:`diffcore.conditional.classifier_free_guidance` in ``x_0``-form; the guided
+    denoiser and the guided score are the same affine combination).  The target is a deterministic
+    function of ``(x_t, t, w)``, so the loss is zero exactly at the guided teacher; stage two
+    (progressive distillation of the ``w``-conditioned student) uses
+    :func:`progressive_distillation_loss` at each ``w``.
+
+    Parameters
+    ----------
+    student : ``(x, t, w) -> (n, d)`` with per-point float64 ``t`` and ``w`` of shape ``(n,)``.
+    x0 : data ``(n, d)`` of the class the teacher is conditioned on.  conditional, unconditional :
+        the teacher's denoisers ``(x, t) -> E[x_0 | x_t (, y)]``.  rng : draws ``w``, ``t``, ``eps``.
+    """
+    for name, f in (("student", student), ("conditional", conditional), ("unconditional", unconditional)):
+        if not callable(f):
+            raise TypeError(f"{name} must be a callable; got {type(f).__name__}")
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "guided_distillation_loss")
+    w_lo, w_hi = check_real("w_min", w_min), check_real("w_max", w_max)
+    if not -1.0 <= w_lo <= w_hi:
+        raise ValueError(f"guidance weights need -1 <= w_min <= w_max; got w_min = {w_lo}, w_max = {w_hi}")
+    t_min, t_max = check_time_range(t_min, t_max, open_ends=False)
+    x0 = check_finite_tensor("x0", as_tensor("x0", x0))
+    gen = generator(rng, x0.device)
+    w = w_lo + (w_hi - w_lo) * torch.rand(x0.shape[0], generator=gen, dtype=torch.float64, device=gen.device)
+    w = w.to(x0.device)
+    t = uniform_times(x0.shape[0], t_min, t_max, gen, x0)
+    eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
+    x_t = _col(process.alpha(t), x0) * x0 + _col(process.sigma(t), x0) * eps
+    with torch.no_grad():
+        cond = _map_output("conditional", conditional(x_t, t), x_t)
+        uncond = _map_output("unconditional", unconditional(x_t, t), x_t)
+        goal = check_finite_tensor("the guided target", (1 + _col(w, x0)) * cond - _col(w, x0) * uncond)
+    pred = _map_output("student", student(x_t, t, w), x_t)
+    err = (pred - goal).reshape(x0.shape[0], -1)
+    return torch.mean(torch.sum(err**2, dim=1))
