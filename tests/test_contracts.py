@@ -1351,6 +1351,14 @@ row(
     empty="error",
 )
 row(
+    "diffcore.training.eulerian_distillation_loss",
+    lambda x0, t_min, rng: dtr.eulerian_distillation_loss(_MAP, x0, VP, lambda x, t: -x, rng, t_min=t_min),
+    {"x0": X, "t_min": 1e-2, "rng": 0},
+    {"x0": "points", "t_min": "time", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction

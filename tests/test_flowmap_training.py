@@ -300,3 +300,28 @@ def test_guided_distillation_vanishes_at_the_guided_teacher():
     assert float(guided_distillation_loss(unguided, x0, vp, den_cond, den_uncond, rng=1, **kw)) > 1e-3
     with pytest.raises(ValueError, match="-1 <= w_min <= w_max"):
         guided_distillation_loss(student, x0, vp, den_cond, den_uncond, w_min=2.0, w_max=1.0)
+
+
+# -- continuous-time (Eulerian) distillation -----------------------------------------------------------
+from diffcore.training import eulerian_distillation_loss  # noqa: E402
+
+
+@pytest.mark.parametrize("s", [None, 2e-3])
+def test_eulerian_distillation_vanishes_at_the_exact_map_and_trains(s):
+    """Zero (to rounding) at the exact map for random and fixed target times; of order one for the
+    map of another schedule; and its gradient reaches the model's parameters."""
+    vp = dc.VPSDE()
+    v = dc.ProbabilityFlowODE(vp, dc.exact_score(vp, DATA)).drift
+    x0 = _x0(3)[:500]
+    phi = gaussian_map(vp)
+    assert float(eulerian_distillation_loss(phi, x0, vp, v, rng=1, s=s).detach()) < 1e-20
+    wrong = gaussian_map(dc.VPSDE(beta_max=15.0))
+    assert float(eulerian_distillation_loss(wrong, x0, vp, v, rng=1, s=s).detach()) > 1e-3
+    w = torch.ones((), dtype=F64, requires_grad=True)
+    scaled = lambda x, t, s: phi(x, t, s) + (w - 1) * x * torch.sin(3 * _col(t, x))  # noqa: E731
+    eulerian_distillation_loss(scaled, x0, vp, v, rng=1, s=s).backward()
+    assert w.grad is not None and float(w.grad) == pytest.approx(0.0, abs=1e-12)  # stationary at w = 1
+    w2 = torch.full((), 1.1, dtype=F64, requires_grad=True)
+    off = lambda x, t, s: phi(x, t, s) + (w2 - 1) * x * torch.sin(3 * _col(t, x))  # noqa: E731
+    eulerian_distillation_loss(off, x0, vp, v, rng=1, s=s).backward()
+    assert float(w2.grad) > 1e-3  # the loss grows away from the exact map

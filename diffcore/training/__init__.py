@@ -19,6 +19,7 @@ from diffcore.training._fit import FitResult, fit
 from diffcore.training._flowmap_losses import (
     consistency_distillation_loss,
     consistency_training_loss,
+    eulerian_distillation_loss,
     guided_distillation_loss,
     meanflow_loss,
     progressive_distillation_loss,
@@ -48,6 +49,7 @@ __all__ = [
     "denoising_loss",
     "dsm_fp_loss",
     "dsm_loss",
+    "eulerian_distillation_loss",
     "field_error",
     "fit",
     "flow_matching_loss",

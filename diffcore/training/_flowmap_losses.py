@@ -34,6 +34,7 @@ from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_
 __all__ = [
     "consistency_distillation_loss",
     "consistency_training_loss",
+    "eulerian_distillation_loss",
     "guided_distillation_loss",
     "meanflow_loss",
     "progressive_distillation_loss",
@@ -406,3 +407,58 @@ def guided_distillation_loss(
     pred = _map_output("student", student(x_t, t, w), x_t)
     err = (pred - goal).reshape(x0.shape[0], -1)
     return torch.mean(torch.sum(err**2, dim=1))
+
+
+def eulerian_distillation_loss(
+    model: Callable,
+    x0: Any,
+    process: AbstractProcess,
+    velocity: Callable,
+    rng: Any = None,
+    *,
+    s: float | None = None,
+    t_min: float = 1e-3,
+    t_max: float = 1.0,
+) -> torch.Tensor:
+    r"""Continuous-time distillation by the Eulerian (consistency) equation of the flow map.
+
+    .. math:: L = E_{t, s, x_t}\, \big\| \partial_t \Phi_\theta(x_t, t, s)
+              + \nabla_x \Phi_\theta(x_t, t, s)\, v(x_t, t) \big\|^2,
+
+    the squared residual of :func:`diffcore.flowmaps.flow_map_residual` at ``x_t = alpha x_0 +
+    sigma eps``, ``t`` uniform on ``[t_min, t_max]`` and ``s`` uniform on ``[t_min, t]`` (or fixed:
+    ``s = t_min`` is continuous-time consistency distillation, Song et al. 2023, sec. 6; Lu and
+    Song 2025, eq. 6; Boffi et al. 2025, eq. 13 for general ``s``).  A parametrisation with
+    ``Phi(x, s, s) = x`` (:func:`diffcore.flowmaps.to_flow_map`) makes the exact map of ``v`` the
+    unique zero.  The residual is differentiated exactly (two reverse passes, kept in the graph,
+    so the loss costs about three backward passes of the model).
+
+    Parameters
+    ----------
+    model : the flow map ``(x, t, s) -> (n, d)``, differentiable in ``x``, ``t`` and its parameters.
+    velocity : the teacher's ODE velocity ``(x, t) -> (n, d)`` (e.g. ``ProbabilityFlowODE(process,
+        score).drift``), evaluated without gradients.  s : a fixed target time, or ``None``.
+    """
+    model = _check_map("model", model)
+    if not callable(velocity):
+        raise TypeError(f"velocity must be a callable (x, t) -> (n, d); got {type(velocity).__name__}")
+    if not isinstance(process, AbstractProcess):
+        raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
+    check_unshifted(process, "eulerian_distillation_loss")
+    t_min, t_max = check_time_range(t_min, t_max, open_ends=False)
+    fixed = None if s is None else check_scalar_time(s, "s")
+    x0 = check_finite_tensor("x0", as_tensor("x0", x0))
+    gen = generator(rng, x0.device)
+    t = uniform_times(x0.shape[0], t_min, t_max, gen, x0)
+    u = uniform_times(x0.shape[0], 0.0, 1.0, gen, x0)
+    target = torch.full_like(t, fixed) if fixed is not None else t_min + u * (t - t_min)
+    eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
+    x_t = _col(process.alpha(t), x0) * x0 + _col(process.sigma(t), x0) * eps
+    with torch.no_grad():
+        v = check_finite_tensor("the teacher's velocity", _map_output("velocity", velocity(x_t, t), x_t))
+    e = torch.zeros((), dtype=torch.float64, device=x0.device, requires_grad=True)
+    out = _map_output("model", model(x_t + e.to(x_t.dtype) * v, t + e, target), x_t)
+    dummy = torch.zeros_like(out, requires_grad=True)
+    (g,) = torch.autograd.grad(out, e, grad_outputs=dummy, create_graph=True)
+    (r,) = torch.autograd.grad(g, dummy, create_graph=True)
+    return torch.mean(torch.sum(r.reshape(x0.shape[0], -1) ** 2, dim=1))
