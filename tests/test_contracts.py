@@ -1359,6 +1359,16 @@ row(
     empty="error",
 )
 row(
+    "diffcore.training.boot_loss",
+    lambda eps, steps, t_min, rng: dtr.boot_loss(
+        lambda e, t: 0.5 * e, eps, VP, _TEACHER, rng, steps=steps, t_min=t_min
+    ),
+    {"eps": X, "steps": 3, "t_min": 1e-2, "rng": 0},
+    {"eps": "points", "steps": "count", "t_min": "time", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction

@@ -325,3 +325,32 @@ def test_eulerian_distillation_vanishes_at_the_exact_map_and_trains(s):
     off = lambda x, t, s: phi(x, t, s) + (w2 - 1) * x * torch.sin(3 * _col(t, x))  # noqa: E731
     eulerian_distillation_loss(off, x0, vp, v, rng=1, s=s).backward()
     assert float(w2.grad) > 1e-3  # the loss grows away from the exact map
+
+
+# -- BOOT ---------------------------------------------------------------------------------------------
+from diffcore.training import boot_loss  # noqa: E402
+
+
+def _exact_signal(process, t_max=1.0):
+    """The exact BOOT student: the signal (Phi(eps, t_max, t) - sigma_t eps) / alpha_t of the ODE from x = eps."""
+    phi = gaussian_map(process)
+
+    def g(eps, t):
+        return (phi(eps, t_max, t) - _coef(process.sigma, t, eps) * eps) / _coef(process.alpha, t, eps)
+
+    return g
+
+
+def test_boot_vanishes_at_the_exact_signal_and_its_ddim_teacher_converges():
+    vp = dc.VPSDE()
+    eps = torch.randn(2000, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    exact = _exact_signal(vp)
+    phi = gaussian_map(vp)
+    assert float(boot_loss(exact, eps, vp, phi, rng=1, steps=12)) < 1e-20
+    wrong = _exact_signal(dc.VPSDE(beta_max=15.0))
+    assert float(boot_loss(wrong, eps, vp, phi, rng=1, steps=12)) > 1e-3
+    ddim = solver_teacher(vp, dc.exact_score(vp, DATA), "ddim")
+    losses = [float(boot_loss(exact, eps, vp, ddim, rng=1, steps=n)) for n in (6, 12, 24)]
+    assert losses[2] < losses[1] < losses[0], losses  # the teacher's local error shrinks
+    with pytest.raises(ValueError, match="boundary_weight must be >= 0"):
+        boot_loss(exact, eps, vp, phi, boundary_weight=-1.0)

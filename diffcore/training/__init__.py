@@ -17,6 +17,7 @@ except ImportError as err:  # pragma: no cover - torch is part of the dev instal
 from diffcore.training._error import FieldError, field_error
 from diffcore.training._fit import FitResult, fit
 from diffcore.training._flowmap_losses import (
+    boot_loss,
     consistency_distillation_loss,
     consistency_training_loss,
     eulerian_distillation_loss,
@@ -44,6 +45,7 @@ __all__ = [
     "GraphScoreNet",
     "MLPField",
     "MLPMap",
+    "boot_loss",
     "consistency_distillation_loss",
     "consistency_training_loss",
     "denoising_loss",

@@ -32,6 +32,7 @@ from diffcore.training._interpolant_losses import _draws, _path
 from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
 
 __all__ = [
+    "boot_loss",
     "consistency_distillation_loss",
     "consistency_training_loss",
     "eulerian_distillation_loss",
@@ -81,7 +82,7 @@ def _check_map(name: str, model: Any) -> Callable:
 
 
 def _consistency_pairs(
-    x0: Any, process: Any, rng: Any, steps: Any, t_min: Any, t_max: Any, grid: str, who: str
+    x0: Any, process: Any, rng: Any, steps: Any, t_min: Any, t_max: Any, grid: str, who: str, name: str = "x0"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
     """Data, noise, the index ``n`` of each point's pair ``(t_{n+1}, t_n)`` and the grid (increasing)."""
     if not isinstance(process, AbstractProcess):
@@ -92,7 +93,7 @@ def _consistency_pairs(
     if not t_min < t_max:
         raise ValueError(f"{who} needs t_min < t_max; got {t_min} and {t_max}")
     check_choice("grid", grid, GRIDS)
-    x0 = check_finite_tensor("x0", as_tensor("x0", x0))
+    x0 = check_finite_tensor(name, as_tensor(name, x0))
     gen = generator(rng, x0.device)
     ts = np.sort(np.asarray(time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid), dtype=np.float64))
     idx = torch.randint(0, steps, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
@@ -462,3 +463,64 @@ def eulerian_distillation_loss(
     (g,) = torch.autograd.grad(out, e, grad_outputs=dummy, create_graph=True)
     (r,) = torch.autograd.grad(g, dummy, create_graph=True)
     return torch.mean(torch.sum(r.reshape(x0.shape[0], -1) ** 2, dim=1))
+
+
+def boot_loss(
+    student: Callable,
+    eps: Any,
+    process: AbstractProcess,
+    teacher: Teacher,
+    rng: Any = None,
+    *,
+    steps: int = 18,
+    t_min: float = 2e-3,
+    t_max: float = 1.0,
+    grid: str = "edm",
+    boundary_weight: float = 1.0,
+) -> torch.Tensor:
+    r"""BOOT: data-free distillation by bootstrapping in signal space (Gu et al. 2023, eqs. 7–9).
+
+    The student ``g_theta(eps, t)`` predicts the *signal* ``y_t = (x_t - sigma_t eps) / alpha_t`` of
+    the teacher's ODE trajectory started from ``x_{t_max} = eps``; its output at ``t_min`` is the
+    one-step sample ``alpha g + sigma eps``.  No data: the batch is noise.  With ``x_t = alpha_t
+    g(eps, t) + sigma_t eps`` and the teacher's step ``x_s = teacher(x_t, t, s)`` between
+    consecutive grid times ``s = t_n < t = t_{n+1}``,
+
+    .. math:: L = E_{n, \varepsilon}\, \big\| g_\theta(\varepsilon, s) - \mathrm{sg}\big((x_s - \sigma_s
+              \varepsilon) / \alpha_s\big) \big\|^2 + w_b\, E_\varepsilon \big\| g_\theta(\varepsilon, t_{max})
+              - (1 - \sigma_{t_{max}}) \varepsilon / \alpha_{t_{max}} \big\|^2,
+
+    the second term the boundary condition ``x_{t_max} = eps``.  A DDIM teacher step is the
+    paper's Signal-ODE step ``y_s = r y_t + (1 - r) x0_hat(x_t, t)``, ``r = kappa_s / kappa_t``;
+    with the exact step (:func:`diffcore.flowmaps.exact_flow_map`) the exact signal
+    ``(Phi(eps, t_max, t) - sigma_t eps) / alpha_t`` is the zero of ``L``.
+
+    Parameters
+    ----------
+    student : ``(eps, t) -> (n, d)`` with per-point float64 ``t``.  eps : the noise batch ``(n, d)``.
+    teacher : ``(x, t, s) -> x_s`` for float times (:func:`solver_teacher`).  steps, t_min, t_max,
+    grid : the bootstrapping grid.  boundary_weight : ``w_b >= 0``.
+    """
+    student, teacher = _check_map("student", student), _check_map("teacher", teacher)
+    w_b = check_real("boundary_weight", boundary_weight)
+    if w_b < 0:
+        raise ValueError(f"boundary_weight must be >= 0; got {w_b}")
+    eps, _, idx, ts, ts_t = _consistency_pairs(eps, process, rng, steps, t_min, t_max, grid, "boot_loss", "eps")
+    t_next, t_prev = ts_t[idx + 1], ts_t[idx]
+    with torch.no_grad():
+        y_next = _map_output("student", student(eps, t_next), eps)
+        x_next = _col(process.alpha(t_next), eps) * y_next + _col(process.sigma(t_next), eps) * eps
+        x_prev = torch.empty_like(x_next)
+        for n in torch.unique(idx).tolist():
+            rows = idx == n
+            x_prev[rows] = _map_output("teacher", teacher(x_next[rows], ts[n + 1], ts[n]), x_next[rows])
+        check_finite_tensor("the teacher's step", x_prev)
+        goal = (x_prev - _col(process.sigma(t_prev), eps) * eps) / _col(process.alpha(t_prev), eps)
+    pred = _map_output("student", student(eps, t_prev), eps)
+    loss = torch.mean(torch.sum((pred - goal).reshape(eps.shape[0], -1) ** 2, dim=1))
+    if w_b > 0:
+        top = torch.full_like(t_next, float(ts[-1]))
+        a_T, s_T = process.alpha(top[:1]).to(eps.dtype), process.sigma(top[:1]).to(eps.dtype)
+        edge = _map_output("student", student(eps, top), eps) - (1 - s_T) * eps / a_T
+        loss = loss + w_b * torch.mean(torch.sum(edge.reshape(eps.shape[0], -1) ** 2, dim=1))
+    return loss
