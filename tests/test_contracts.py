@@ -1369,6 +1369,13 @@ row(
     empty="error",
 )
 row(
+    "diffcore.training.sde_teacher",
+    lambda x, t, s, eta, substeps, rng: dtr.sde_teacher(VP, SCORE, eta, substeps=substeps, rng=rng)(x, t, s),
+    {"x": X, "t": 0.8, "s": 0.5, "eta": 0.5, "substeps": 2, "rng": 0},
+    {"x": "points", "t": "time", "s": "time", "eta": "nonnegative", "substeps": "count", "rng": "rng"},
+    empty="error",
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction

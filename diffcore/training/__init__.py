@@ -24,6 +24,7 @@ from diffcore.training._flowmap_losses import (
     guided_distillation_loss,
     meanflow_loss,
     progressive_distillation_loss,
+    sde_teacher,
     solver_teacher,
 )
 from diffcore.training._fp import dsm_fp_loss, fp_penalty
@@ -64,5 +65,6 @@ __all__ = [
     "interpolant_velocity_loss",
     "meanflow_loss",
     "progressive_distillation_loss",
+    "sde_teacher",
     "solver_teacher",
 ]
