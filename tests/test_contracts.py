@@ -1376,6 +1376,13 @@ row(
     empty="error",
 )
 row(
+    "diffcore.training.add_lora",
+    lambda rank, alpha, rng: dtr.add_lora(torch.nn.Sequential(torch.nn.Linear(3, 3)), rank, alpha=alpha, rng=rng),
+    {"rank": 2, "alpha": 1.0, "rng": 0},
+    {"rank": "count", "alpha": "positive", "rng": "rng"},
+    out=None,
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction
@@ -1804,6 +1811,8 @@ EXEMPT: dict[str, str] = {
     ),
     "PREDICTION_TYPES": "a constant registry",
     "MAP_PARAMETRIZATIONS": "a constant registry",
+    "LoRALinear": "what add_lora builds around a layer: checked through add_lora's row",
+    "lora_parameters": "reads the adapters of a module (a non-module raises TypeError, tests/test_flowmap_training.py)",
     "import_kdiffusion_sampling": "takes no input: it loads k-diffusion's sampling module",
     **dict.fromkeys(
         [

@@ -386,3 +386,51 @@ def test_stochastic_teacher_bias_of_consistency_distillation():
         sde_teacher(vp, score, -0.5)
     with pytest.raises(ValueError, match=r"steps backwards in time \(s < t\)"):
         sde_teacher(vp, score)(x, 0.3, 0.6)
+
+
+# -- LoRA ---------------------------------------------------------------------------------------------
+from diffcore.training import MLPField, add_lora, lora_parameters  # noqa: E402
+
+
+def test_lora_starts_at_the_base_model_and_trains_only_the_adapters():
+    net = MLPField(2, width=16, depth=2, rng=0, dtype=F64)
+    x = torch.randn(8, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    before = net(x, 0.5).detach()
+    add_lora(net, 3, rng=1)
+    assert torch.equal(net(x, 0.5).detach(), before)  # B = 0
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(p) for p in lora_parameters(net)}
+    sizes = [(2 + 32, 16), (16, 16), (16, 2)]  # (in, out) of the three layers; r (in + out) each, r <= min(in, out)
+    assert sum(p.numel() for p in trainable) == sum(min(3, i, o) * (i + o) for i, o in sizes)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_lora_reaches_the_best_rank_r_update(rank):
+    """Fitting W + D with D of rank 2: the adapter of rank r reaches the Eckart-Young optimum
+    ||D - D_r||_F^2 = sum of the squared singular values beyond r (0 for r = 2)."""
+    gen = torch.Generator().manual_seed(2)
+    layer = torch.nn.Linear(5, 4, dtype=F64)
+    u, v = torch.randn(4, 2, dtype=F64, generator=gen), torch.randn(2, 5, dtype=F64, generator=gen)
+    delta = u @ v
+    target = layer.weight.detach() + delta
+    holder = torch.nn.Sequential(layer)
+    add_lora(holder, rank, rng=3)
+    opt = torch.optim.Adam(lora_parameters(holder), lr=0.02)
+    for _ in range(3000):
+        opt.zero_grad()
+        loss = torch.sum((holder[0].weight - target) ** 2)
+        loss.backward()
+        opt.step()
+    optimum = float(torch.sum(torch.linalg.svdvals(delta)[rank:] ** 2))
+    assert float(loss.detach()) == pytest.approx(optimum, abs=1e-6, rel=1e-4), (float(loss.detach()), optimum)
+
+
+def test_lora_bad_input():
+    with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module"):
+        add_lora("net", 2)
+    with pytest.raises(ValueError, match="rank must be >= 1"):
+        add_lora(torch.nn.Sequential(torch.nn.Linear(3, 3)), 0)
+    with pytest.raises(ValueError, match=r"must contain torch\.nn\.Linear layers"):
+        add_lora(torch.nn.Sequential(torch.nn.ReLU()), 1)
+    with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module"):
+        lora_parameters([1, 2])

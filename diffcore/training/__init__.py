@@ -35,6 +35,7 @@ from diffcore.training._interpolant_losses import (
     interpolant_score_loss,
     interpolant_velocity_loss,
 )
+from diffcore.training._lora import LoRALinear, add_lora, lora_parameters
 from diffcore.training._losses import WEIGHTINGS, denoising_loss, dsm_loss
 from diffcore.training._net import MLPField, MLPMap
 
@@ -44,8 +45,10 @@ __all__ = [
     "FieldError",
     "FitResult",
     "GraphScoreNet",
+    "LoRALinear",
     "MLPField",
     "MLPMap",
+    "add_lora",
     "boot_loss",
     "consistency_distillation_loss",
     "consistency_training_loss",
@@ -63,6 +66,7 @@ __all__ = [
     "interpolant_denoiser_loss",
     "interpolant_score_loss",
     "interpolant_velocity_loss",
+    "lora_parameters",
     "meanflow_loss",
     "progressive_distillation_loss",
     "sde_teacher",
