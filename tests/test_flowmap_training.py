@@ -434,3 +434,17 @@ def test_lora_bad_input():
         add_lora(torch.nn.Sequential(torch.nn.ReLU()), 1)
     with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module"):
         lora_parameters([1, 2])
+
+
+def test_consistency_distillation_skipping_steps():
+    """With the exact teacher any skip keeps the loss at zero; with a DDIM teacher a longer jump has a
+    larger local error (measured: the loss grows with skip)."""
+    vp = dc.VPSDE()
+    phi = gaussian_map(vp)
+    x0 = _x0(4)[:1000]
+    assert float(consistency_distillation_loss(phi, x0, vp, phi, rng=1, steps=12, skip=4)) < 1e-24
+    ddim = solver_teacher(vp, dc.exact_score(vp, DATA), "ddim")
+    losses = [float(consistency_distillation_loss(phi, x0, vp, ddim, rng=1, steps=24, skip=k)) for k in (1, 4)]
+    assert losses[1] > losses[0], losses
+    with pytest.raises(ValueError, match="skip must be <= steps = 4"):
+        consistency_distillation_loss(phi, x0, vp, phi, steps=4, skip=5)

@@ -129,7 +129,16 @@ def _check_map(name: str, model: Any) -> Callable:
 
 
 def _consistency_pairs(
-    x0: Any, process: Any, rng: Any, steps: Any, t_min: Any, t_max: Any, grid: str, who: str, name: str = "x0"
+    x0: Any,
+    process: Any,
+    rng: Any,
+    steps: Any,
+    t_min: Any,
+    t_max: Any,
+    grid: str,
+    who: str,
+    name: str = "x0",
+    skip: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
     """Data, noise, the index ``n`` of each point's pair ``(t_{n+1}, t_n)`` and the grid (increasing)."""
     if not isinstance(process, AbstractProcess):
@@ -143,7 +152,9 @@ def _consistency_pairs(
     x0 = check_finite_tensor(name, as_tensor(name, x0))
     gen = generator(rng, x0.device)
     ts = np.sort(np.asarray(time_grid(process, steps, t_min=t_min, t_max=t_max, kind=grid), dtype=np.float64))
-    idx = torch.randint(0, steps, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
+    if skip > steps:
+        raise ValueError(f"skip must be <= steps = {steps}; got {skip}")
+    idx = torch.randint(0, steps - skip + 1, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
     eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
     return x0, eps, idx, ts, torch.as_tensor(ts, dtype=torch.float64, device=x0.device)
 
@@ -170,6 +181,7 @@ def consistency_distillation_loss(
     rng: Any = None,
     *,
     steps: int = 18,
+    skip: int = 1,
     target: Callable | None = None,
     t_min: float = 2e-3,
     t_max: float = 1.0,
@@ -195,21 +207,24 @@ def consistency_distillation_loss(
     x0 : data ``(n, d)``.  process : the forward process.  teacher : ``(x, t, s) -> x_s`` for float
         ``t``, ``s`` (:func:`solver_teacher`, or an exact map).  rng : draws ``n`` then ``eps``.
     steps, t_min, t_max, grid : the discretisation ``N`` and its grid.  target : the EMA model.
+    skip : the teacher jumps ``skip`` grid intervals at once, from ``t_{n+skip}`` to ``t_n`` (the
+        skipping-step technique of latent consistency models, Luo et al. 2023, sec. 4.3).
 
     Returns a 0-d tensor (mean over the batch of the squared error summed over features).
     """
     model, teacher = _check_map("model", model), _check_map("teacher", teacher)
     target = model if target is None else _check_map("target", target)
+    skip = check_steps(skip, "skip")
     x0, eps, idx, ts, ts_t = _consistency_pairs(
-        x0, process, rng, steps, t_min, t_max, grid, "consistency_distillation_loss"
+        x0, process, rng, steps, t_min, t_max, grid, "consistency_distillation_loss", skip=skip
     )
-    t_next, t_prev = ts_t[idx + 1], ts_t[idx]
+    t_next, t_prev = ts_t[idx + skip], ts_t[idx]
     x_next = _noised(process, x0, eps, t_next)
     x_prev = torch.empty_like(x_next)
     with torch.no_grad():
         for n in torch.unique(idx).tolist():  # the teacher steps with scalar times: one call per pair
             rows = idx == n
-            x_prev[rows] = _map_output("teacher", teacher(x_next[rows], ts[n + 1], ts[n]), x_next[rows])
+            x_prev[rows] = _map_output("teacher", teacher(x_next[rows], ts[n + skip], ts[n]), x_next[rows])
     check_finite_tensor("the teacher's step", x_prev)
     return _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, float(ts[0]))
 
