@@ -76,9 +76,11 @@ def sde_teacher(
     r"""A stochastic teacher: ``substeps`` DDIM-``eta`` steps from ``t`` to ``s`` (SCott's teacher).
 
     Each substep from ``u`` to ``v < u`` is ``x_v = alpha_v x0_hat + (sigma_v^2 - c^2)^{1/2} eps_hat
-    + c z`` with ``c = eta (sigma_v / sigma_u) (1 - alpha_u^2 sigma_v^2 / (alpha_v^2 sigma_u^2))^{1/2}``,
-    ``x0_hat`` and ``eps_hat`` from the score (Song, Meng and Ermon 2021, eq. 12): ``eta = 0`` is the
-    DDIM (probability-flow) step, ``eta = 1`` the ancestral step of the reverse SDE.  Liu et al.
+    + c z`` with ``c = eta sigma_v (1 - alpha_u^2 sigma_v^2 / (alpha_v^2 sigma_u^2))^{1/2}`` (``eta``
+    times the standard deviation of ``q(x_v | x_u, x_0)``; for VP ``(sigma_v / sigma_u) (1 -
+    alpha_u^2 / alpha_v^2)^{1/2}``), ``x0_hat`` and ``eps_hat`` from the score (Song, Meng and Ermon
+    2021, eqs. 12 and 16): ``eta = 0`` is the DDIM (probability-flow) step, ``eta = 1`` the
+    ancestral step of the reverse SDE.  Liu et al.
     (2024, SCott, sec. 3) distil with such a teacher, its noise strength controlled by ``eta``.
     Its mean step differs from the ODE step by ``O(eta^2 h)``, so the exact consistency map is a
     stationary point of the distillation only as the steps shrink (measured in the tests).
@@ -106,8 +108,7 @@ def sde_teacher(
             )
             eps_hat = -s_u * score(x, float(u))
             x0_hat = (x - s_u * eps_hat) / a_u
-            c = eta * (s_v / s_u) * max(1.0 - (a_u * s_v) ** 2 / (a_v * s_u) ** 2, 0.0) ** 0.5
-            c = min(c, s_v)
+            c = min(eta * s_v * max(1.0 - (a_u * s_v) ** 2 / (a_v * s_u) ** 2, 0.0) ** 0.5, s_v)  # eta <= 1: no clip
             z = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=gen.device).to(x.device)
             x = a_v * x0_hat + (s_v**2 - c**2) ** 0.5 * eps_hat + c * z
         return x
