@@ -467,3 +467,29 @@ def test_stochastic_teacher_step_is_the_ddim_eta_kernel():
     np.testing.assert_array_less(np.abs(out.mean(0).numpy() - mean[0]), 4.5 * se_mean)
     se_var = var * np.sqrt(2 / (n - 1))
     np.testing.assert_array_less(np.abs(out.var(0).numpy() - var), 4.5 * se_var)
+
+
+def test_guided_progressive_distillation_for_every_weight():
+    """Stage two: with guidance=(0, 3) the ideal student of each point's weight w (the two-step target
+    of the guided teacher at that w) has zero loss; the ideal student of one fixed w does not."""
+    vp, n = dc.VPSDE(), 2
+    s_cond, s_uncond = exact_conditional_score(vp, LAB, 1), dc.exact_score(vp, LAB)
+    den_c = dc.reparametrize(s_cond, vp, source="score", target="x0")
+    den_u = dc.reparametrize(s_uncond, vp, source="score", target="x0")
+
+    def guided(x, t, w):  # the guided teacher in x0-form, per-point weights
+        return (1 + w.reshape(-1, 1)) * den_c(x, t) - w.reshape(-1, 1) * den_u(x, t)
+
+    grid = torch.as_tensor(np.asarray(dc.samplers.time_grid(vp, 2 * n, t_min=1e-3, kind="uniform")), dtype=F64)
+
+    def ideal(x, t, w):
+        k = torch.searchsorted(-grid, -t.reshape(-1))
+        return progressive_target(vp, lambda y, u: guided(y, u, w), x, t, grid[k + 1], grid[k + 2])
+
+    x0 = LAB.conditional(1).sample(300, rng=0, like=torch.empty(0, dtype=F64))
+    kw = {"steps": n, "guidance": (0.0, 3.0)}
+    assert float(progressive_distillation_loss(ideal, x0, vp, guided, rng=2, **kw)) < 1e-20
+    fixed = lambda x, t, w: ideal(x, t, torch.full_like(w, 1.5))  # noqa: E731
+    assert float(progressive_distillation_loss(fixed, x0, vp, guided, rng=2, **kw)) > 1e-4
+    with pytest.raises(TypeError, match="guidance must be a pair"):
+        progressive_distillation_loss(ideal, x0, vp, guided, guidance=2.0)

@@ -369,6 +369,7 @@ def progressive_distillation_loss(
     t_min: float = 1e-3,
     t_max: float = 1.0,
     grid: str = "uniform",
+    guidance: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     r"""One round of progressive distillation (Salimans and Ho 2022, alg. 2): one student step per two teacher steps.
 
@@ -384,7 +385,10 @@ def progressive_distillation_loss(
     Parameters
     ----------
     student, teacher : denoisers ``(x, t) -> (n, d)`` tensors with per-point float64 times ``(n,)``
-        (the teacher under ``torch.no_grad``).  x0 : data ``(n, d)``.  rng : draws ``k`` then ``eps``.
+        (the teacher under ``torch.no_grad``).  x0 : data ``(n, d)``.  rng : draws ``k``, ``eps``, then ``w``.
+    guidance : ``(w_min, w_max)`` for stage two of guided distillation (Meng et al. 2023, sec. 4.2):
+        ``w`` uniform on it per point, and both denoisers are called ``(x, t, w)`` (the teacher being
+        the stage-one student), so that one student halves the steps for every guidance weight.
     """
     for name, f in (("student", student), ("teacher", teacher)):
         if not callable(f):
@@ -405,6 +409,17 @@ def progressive_distillation_loss(
     )
     k = torch.randint(0, steps, (x0.shape[0],), generator=gen, device=gen.device).to(x0.device)
     eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
+    if guidance is not None:
+        if not (isinstance(guidance, (tuple, list)) and len(guidance) == 2):
+            raise TypeError(f"guidance must be a pair (w_min, w_max) or None; got {guidance!r}")
+        w_lo, w_hi = check_real("guidance[0]", guidance[0]), check_real("guidance[1]", guidance[1])
+        if not -1.0 <= w_lo <= w_hi:
+            raise ValueError(f"guidance weights need -1 <= w_min <= w_max; got ({w_lo}, {w_hi})")
+        u = torch.rand(x0.shape[0], generator=gen, dtype=torch.float64, device=gen.device).to(x0.device)
+        w = w_lo + (w_hi - w_lo) * u
+        student_w, teacher_w = student, teacher
+        student = lambda x, t: student_w(x, t, w)  # noqa: E731
+        teacher = lambda x, t: teacher_w(x, t, w)  # noqa: E731
     t, t_mid, s = ts[2 * k], ts[2 * k + 1], ts[2 * k + 2]
     x_t = _col(process.alpha(t), x0) * x0 + _col(process.sigma(t), x0) * eps
     with torch.no_grad():
