@@ -194,9 +194,9 @@ def test_bad_input():
     vp = dc.VPSDE()
     phi = gaussian_map(vp)
     x0 = _x0(0)[:8]
-    with pytest.raises(TypeError, match="model must be a flow-map callable"):
+    with pytest.raises(TypeError, match=r"model must be a callable \(x, t, s\)"):
         consistency_distillation_loss(None, x0, vp, phi)
-    with pytest.raises(TypeError, match="teacher must be a flow-map callable"):
+    with pytest.raises(TypeError, match=r"teacher must be a callable \(x, t, s\)"):
         consistency_distillation_loss(phi, x0, vp, "heun")
     with pytest.raises(TypeError, match="process must be an AbstractProcess"):
         consistency_training_loss(phi, x0, "vp")
@@ -209,6 +209,11 @@ def test_bad_input():
     nan_teacher = lambda x, t, s: x * float("nan")  # noqa: E731
     with pytest.raises(ValueError, match="the teacher's step must be finite"):
         consistency_distillation_loss(phi, x0, vp, nan_teacher)
+    score = dc.exact_score(vp, DATA)  # a score is not a teacher: it takes (x, t), not (x, t, s)
+    with pytest.raises(TypeError, match=r"teacher must take 3 positional arguments \(x, t, s\); its signature is"):
+        consistency_distillation_loss(phi, x0, vp, lambda x, t: score(x, t))
+    with pytest.raises(TypeError, match=r"model must take 3 positional arguments"):
+        consistency_training_loss(MLPField(2, width=8, depth=1, rng=0), x0, vp)
     with pytest.raises(ValueError, match=r"equal_fraction must lie in \[0, 1\]"):
         meanflow_loss(linear_path_velocity(), x0, dc.OneSidedInterpolant(), equal_fraction=1.5)
 
@@ -261,7 +266,7 @@ def test_progressive_distillation_bad_input():
     vp = dc.VPSDE()
     teacher = dc.exact_denoiser(vp, DATA)
     x0 = _x0(0)[:8]
-    with pytest.raises(TypeError, match="student must be a denoiser callable"):
+    with pytest.raises(TypeError, match=r"student must be a callable \(x, t\)"):
         progressive_distillation_loss(None, x0, vp, teacher)
     with pytest.raises(ValueError, match="needs 0 < t_min < t_max"):
         progressive_distillation_loss(teacher, x0, vp, teacher, t_min=0.0)

@@ -9,6 +9,7 @@ transport ODE of an interpolant; the tests check it the way the other losses are
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -123,9 +124,19 @@ def _map_output(name: str, out: Any, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _check_map(name: str, model: Any) -> Callable:
+def _check_map(name: str, model: Any, args: str = "(x, t, s)") -> Callable:
+    """A callable that accepts the positional arguments ``args`` (checked on its signature where it has one)."""
     if not callable(model):
-        raise TypeError(f"{name} must be a flow-map callable (x, t, s) -> (n, d); got {type(model).__name__}")
+        raise TypeError(f"{name} must be a callable {args} -> (n, d); got {type(model).__name__}")
+    try:  # a module is called through forward; its __call__ takes anything
+        signature = inspect.signature(model.forward if isinstance(model, torch.nn.Module) else model)
+    except (TypeError, ValueError):  # builtins and some extension types have none: trust the call
+        return model
+    n = args.count(",") + 1
+    try:
+        signature.bind(*range(n))
+    except TypeError:
+        raise TypeError(f"{name} must take {n} positional arguments {args}; its signature is {signature}") from None
     return model
 
 
@@ -390,9 +401,8 @@ def progressive_distillation_loss(
         ``w`` uniform on it per point, and both denoisers are called ``(x, t, w)`` (the teacher being
         the stage-one student), so that one student halves the steps for every guidance weight.
     """
-    for name, f in (("student", student), ("teacher", teacher)):
-        if not callable(f):
-            raise TypeError(f"{name} must be a denoiser callable (x, t) -> (n, d); got {type(f).__name__}")
+    args = "(x, t)" if guidance is None else "(x, t, w)"
+    student, teacher = _check_map("student", student, args), _check_map("teacher", teacher, args)
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
     check_unshifted(process, "progressive_distillation_loss")
@@ -462,9 +472,9 @@ def guided_distillation_loss(
     x0 : data ``(n, d)`` of the class the teacher is conditioned on.  conditional, unconditional :
         the teacher's denoisers ``(x, t) -> E[x_0 | x_t (, y)]``.  rng : draws ``w``, ``t``, ``eps``.
     """
-    for name, f in (("student", student), ("conditional", conditional), ("unconditional", unconditional)):
-        if not callable(f):
-            raise TypeError(f"{name} must be a callable; got {type(f).__name__}")
+    student = _check_map("student", student, "(x, t, w)")
+    conditional = _check_map("conditional", conditional, "(x, t)")
+    unconditional = _check_map("unconditional", unconditional, "(x, t)")
     if not isinstance(process, AbstractProcess):
         raise TypeError(f"process must be an AbstractProcess; got {type(process).__name__}")
     check_unshifted(process, "guided_distillation_loss")
@@ -579,7 +589,7 @@ def boot_loss(
     teacher : ``(x, t, s) -> x_s`` for float times (:func:`solver_teacher`).  steps, t_min, t_max,
     grid : the bootstrapping grid.  boundary_weight : ``w_b >= 0``.
     """
-    student, teacher = _check_map("student", student), _check_map("teacher", teacher)
+    student, teacher = _check_map("student", student, "(eps, t)"), _check_map("teacher", teacher)
     w_b = check_real("boundary_weight", boundary_weight)
     if w_b < 0:
         raise ValueError(f"boundary_weight must be >= 0; got {w_b}")
