@@ -7,7 +7,7 @@ systems, and Wasserstein comparisons; NumPy by default, torch tensors (CPU or GP
 code path.  ``import diffcore`` imports neither torch, POT nor networkx.
 """
 
-from diffcore import conditional, flowmaps, graphs
+from diffcore import bridges, conditional, flowmaps, graphs
 from diffcore._parametrization import PREDICTIONS, convert, reparametrize
 from diffcore.distributions import (
     ExactField,
@@ -168,6 +168,7 @@ __all__ = [
     "TrigonometricInterpolant",
     "and_weights",
     "bits_per_dim",
+    "bridges",
     "conditional",
     "convert",
     "dequantize",

@@ -31,6 +31,7 @@ import torch
 import diffcore as dc
 import diffcore.conditional as dcc
 import diffcore.flowmaps as dfm
+import diffcore.bridges as dbr
 import diffcore.graphs as dg
 import diffcore.interop as di
 import diffcore.testing as dt
@@ -408,6 +409,30 @@ row(
     {"samples": "points", "rng": "rng"},
     out=None,
     empty="error",
+)
+
+# bridges
+_SB = dbr.GaussianSchrodingerBridge(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), 1.0)
+row(
+    "diffcore.bridges.GaussianSchrodingerBridge",
+    lambda sigma: dbr.GaussianSchrodingerBridge(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), sigma).cross_cov,
+    {"sigma": 1.0},
+    {"sigma": "positive"},
+    out=None,
+)
+for _meth in ("drift", "velocity"):
+    row(
+        f"diffcore.bridges.GaussianSchrodingerBridge.{_meth}",
+        lambda x, t, _m=_meth: getattr(_SB, _m)(x, t),
+        {"x": X, "t": 0.5},
+        {"x": "points", "t": "time"},
+    )
+row(
+    "diffcore.bridges.GaussianSchrodingerBridge.marginal",
+    lambda t: _SB.marginal(t).mean,
+    {"t": 0.5},
+    {"t": "time"},
+    out=None,
 )
 
 # flow maps: the exact map (closed form and reference) and the two residuals
@@ -1842,6 +1867,7 @@ def _public_names() -> list[tuple[str, str]]:
         "diffcore.interop": di,
         "diffcore.conditional": dcc,
         "diffcore.flowmaps": dfm,
+        "diffcore.bridges": dbr,
     }
     return [(m, name) for m, mod in modules.items() for name in mod.__all__]
 

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "training": 4,
     "conditional": 4,
     "flowmaps": 4,
+    "bridges": 4,
     # above everything: the correctness kit and the search over grids and schedules
     "testing": 5,
     "search": 5,
