@@ -9,6 +9,8 @@ the bridge SDE end in the target law (moments within their standard errors).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -71,7 +73,7 @@ def test_bridge_sde_reaches_the_target():
     rng = np.random.default_rng(0)
     x = rng.multivariate_normal(M0, C0, size=n)
     ts = np.linspace(0.0, 1.0, steps + 1)
-    for t0, t1 in zip(ts[:-1], ts[1:], strict=True):  # the drift is evaluated at t0 < 1 only
+    for t0, t1 in itertools.pairwise(ts):  # the drift is evaluated at t0 < 1 only
         x = x + sb.drift(x, t0) * (t1 - t0) + sigma * np.sqrt(t1 - t0) * rng.normal(size=x.shape)
     se = np.sqrt(np.diag(C1) / n)
     assert np.all(np.abs(x.mean(axis=0) - M1) < 4.5 * se + 1e-2), (x.mean(axis=0), M1)

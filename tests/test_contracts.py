@@ -29,9 +29,9 @@ import pytest
 import torch
 
 import diffcore as dc
+import diffcore.bridges as dbr
 import diffcore.conditional as dcc
 import diffcore.flowmaps as dfm
-import diffcore.bridges as dbr
 import diffcore.graphs as dg
 import diffcore.interop as di
 import diffcore.testing as dt

@@ -107,7 +107,10 @@ class GaussianSchrodingerBridge:
         return mean, 0.5 * (cov + cov.T), (1 - t) * c + t * self.cov1
 
     def marginal(self, t: Any) -> Gaussian:
-        r"""The law of ``X_t``: ``N((1 - t) mu0 + t mu1, (1 - t)^2 Sigma0 + t^2 Sigma1 + t (1 - t) (C + C^T + sigma^2 I))``."""
+        r"""The law of ``X_t``: ``N(mu_t, Sigma_t)``.
+
+        ``mu_t = (1 - t) mu0 + t mu1``, ``Sigma_t = (1 - t)^2 Sigma0 + t^2 Sigma1 + t (1 - t) (C + C^T + sigma^2 I)``.
+        """
         mean, cov, _ = self._moments(check_scalar_time(t))
         return Gaussian(mean, cov)
 
