@@ -116,6 +116,7 @@ CHAPTERS = {
     "fokker_planck": _SCORE,
     "likelihood": _SCORE,
     "solvers": _SCORE,
+    "flowmaps": _SCORE,
     "graphs": tuple(f"graph_score {name}" for name in SCALES),
     "checking": _SCORE,
     "guidance": _CONDITIONAL,
