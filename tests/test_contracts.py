@@ -1408,6 +1408,16 @@ row(
     out=None,
 )
 row(
+    "diffcore.training.shortcut_loss",
+    lambda batch, consistency_fraction, doublings, rng: dtr.shortcut_loss(
+        _MAP, batch, LINEAR, rng, consistency_fraction=consistency_fraction, doublings=doublings
+    ),
+    {"batch": X, "consistency_fraction": 0.5, "doublings": 3, "rng": 0},
+    {"batch": "points", "consistency_fraction": "real", "doublings": "count", "rng": "rng"},
+    out=None,
+    empty="error",
+)
+row(
     "diffcore.training.meanflow_loss",
     lambda batch, t_max, equal_fraction, rng: dtr.meanflow_loss(
         _MAP, batch, LINEAR, rng, t_max=t_max, equal_fraction=equal_fraction

@@ -25,6 +25,7 @@ from diffcore.training._flowmap_losses import (
     meanflow_loss,
     progressive_distillation_loss,
     sde_teacher,
+    shortcut_loss,
     solver_teacher,
 )
 from diffcore.training._fp import dsm_fp_loss, fp_penalty
@@ -70,5 +71,6 @@ __all__ = [
     "meanflow_loss",
     "progressive_distillation_loss",
     "sde_teacher",
+    "shortcut_loss",
     "solver_teacher",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "meanflow_loss",
     "progressive_distillation_loss",
     "sde_teacher",
+    "shortcut_loss",
     "solver_teacher",
 ]
 
@@ -616,3 +617,57 @@ def boot_loss(
         edge = _map_output("student", student(eps, top), eps) - (1 - s_T) * eps / a_T
         loss = loss + w_b * torch.mean(torch.sum(edge.reshape(eps.shape[0], -1) ** 2, dim=1))
     return loss
+
+
+def shortcut_loss(
+    model: Callable,
+    batch: Any,
+    interpolant: AbstractInterpolant,
+    rng: Any = None,
+    *,
+    rho0: Any = None,
+    target: Callable | None = None,
+    consistency_fraction: float = 0.25,
+    doublings: int = 7,
+) -> torch.Tensor:
+    r"""Shortcut models' loss (Frans et al. 2025, eq. 5): flow matching at step 0, self-consistency at steps ``d > 0``.
+
+    The network ``u(x, t, d)`` is the average velocity over the step ``d``, ``Phi(x, t, t + d) = x +
+    d u(x, t, d)`` (``to_flow_map("shortcut", u)``).  A fraction ``1 - consistency_fraction`` of the
+    batch regresses ``u(x_t, t, 0)`` on the interpolant's conditional velocity ``v_c = dx_t/dt``;
+    the rest enforces the semigroup law on one doubling, with a stopped gradient:
+
+    .. math:: u_\theta(x_t, t, 2d) \approx \mathrm{sg}\big(\tfrac12 [u(x_t, t, d) + u(x', t + d, d)]\big),
+              \qquad x' = x_t + d\, u(x_t, t, d),
+
+    ``d = 2^{-k}``, ``k`` uniform on ``1..doublings``, ``t`` uniform on ``[0, 1 - 2d]``.  The exact
+    average velocity makes the second term vanish and the first stationary.
+
+    Parameters
+    ----------
+    model : ``(x, t, d) -> (n, d)``.  batch, interpolant, rho0 : as :func:`flow_matching_loss` (data at ``t = 1``).
+    target : the model of the self-consistency target (default ``model``).
+    consistency_fraction : in ``[0, 1]``.  doublings : the smallest step is ``2^{-doublings}``.
+    """
+    model = _check_map("model", model, "(x, t, d)")
+    target = model if target is None else _check_map("target", target, "(x, t, d)")
+    fraction = check_real("consistency_fraction", consistency_fraction)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"consistency_fraction must lie in [0, 1]; got {consistency_fraction}")
+    doublings = check_steps(doublings, "doublings")
+    gen = generator(rng)
+    x0, x1, z, t = _draws(batch, interpolant, gen, rho0, None, 0.0, 1.0)
+    n = x1.shape[0]
+    k = torch.randint(1, doublings + 1, (n,), generator=gen).to(x1.device)
+    use = (torch.rand(n, generator=gen, dtype=torch.float64) < fraction).to(x1.device)
+    d = torch.where(use, 2.0 ** (-k.to(torch.float64)), torch.zeros_like(t))
+    t = t * (1 - 2 * d)  # t + 2d <= 1
+    x_t, d_i, d_gamma, _ = _path(interpolant, x0, x1, z, t)
+    col = d.to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+    with torch.no_grad():
+        u1 = _map_output("target", target(x_t, t, d), x_t)
+        u2 = _map_output("target", target(x_t + col * u1, t + d, d), x_t)
+        goal = torch.where(use.reshape(-1, *([1] * (x_t.ndim - 1))), 0.5 * (u1 + u2), d_i + d_gamma * z)
+    pred = _map_output("model", model(x_t, t, 2 * d), x_t)
+    err = (pred - goal).reshape(n, -1)
+    return torch.mean(torch.sum(err**2, dim=1))
