@@ -41,6 +41,7 @@ from diffcore.training import (
     fit,
     meanflow_loss,
     progressive_distillation_loss,
+    shortcut_loss,
     solver_teacher,
 )
 
@@ -141,6 +142,14 @@ def meanflow(lab: Lab, steps: int) -> tuple[list[float], float, float]:
     return dists, lab.map_error(call, "fm"), seconds
 
 
+def shortcut(lab: Lab, steps: int) -> tuple[list[float], float, float]:
+    net = MLPMap(lab.dim, width=lab.width, depth=3, rng=0)  # (x, t, d): the step d as the second time
+    seconds = _fit(net, lambda m, b, rng=None: shortcut_loss(m, b, lab.path, rng), lab.data, steps)
+    call = _numpy(to_flow_map("shortcut", net))
+    dists = [lab.distance(flow_map_sample(call, lab.noise, np.linspace(0.0, 1.0, k + 1)).x, "fm") for k in NFES]
+    return dists, lab.map_error(call, "fm"), seconds
+
+
 def progressive(lab: Lab, steps: int) -> tuple[list[float], float, float]:
     teacher, students, k, seconds = dc.exact_denoiser(VP, lab.data), {}, 8, 0.0
     while k >= 1:  # 16 -> 8 -> 4 -> 2 -> 1 DDIM steps, each round a new student of the previous one
@@ -200,10 +209,10 @@ def run(lab: Lab, steps: int) -> Table:
             f"n = {lab.n}; floor (two exact samples): {lab.floor()}; "
             + ("moment W2 (Gaussians with the samples' moments)." if lab.gaussian else "W2 between samples."),
             "consistency students: denoise / re-noise at t = 1, 0.5, 0.25, 0.12 (Song et al. 2023, alg. 1); "
-            "MeanFlow: 1/2/4 jumps on the linear interpolant N(0, I) -> data (compared with the data); "
+            "MeanFlow and shortcut: 1/2/4 jumps on the linear interpolant N(0, I) -> data (compared with the data); "
             "progressive: DDIM on the halved grids;",
             "map err: relative, mean over (t, s) in {(1, t_min), (0.5, t_min), (0.25, t_min)} "
-            "(MeanFlow: {(0, 1), (0, 0.5), (0.5, 1)}; BOOT: (1, t_min));",
+            "(MeanFlow, shortcut: {(0, 1), (0, 0.5), (0.5, 1)}; BOOT: (1, t_min));",
             "fast solvers: the exact score, exactly k evaluations (nfe=k), the best of the default, uniform and "
             "EDM grids.",
         ],
@@ -248,6 +257,7 @@ def run(lab: Lab, steps: int) -> Table:
             lab, steps, lambda phi, b, rng: eulerian_distillation_loss(phi, b, VP, velocity, rng, s=T_MIN, t_min=T_MIN)
         ),
         "MeanFlow (linear interpolant)": lambda: meanflow(lab, steps),
+        "shortcut model (linear interpolant)": lambda: shortcut(lab, steps),
         "progressive (16 -> 8 -> 4 -> 2 -> 1 DDIM steps)": lambda: progressive(lab, steps),
         "BOOT (data-free, DDIM teacher)": lambda: boot(lab, steps),
         "CD, teacher of data shifted by 0.3": lambda: consistency(
