@@ -313,6 +313,8 @@ def test_parametrisation_bad_input():
         to_flow_map("ctm", net, VP)(X, 0.3, 0.5)
     with pytest.raises(ValueError, match=r"a consistency model maps to t_min = 0\.001 only"):
         to_flow_map("consistency", lambda x, t: x, VP)(X, 0.5, 0.2)
+    with pytest.raises(ValueError, match=r"starts at times t >= t_min = 0\.001"):
+        to_flow_map("consistency", lambda x, t: x, VP)(X, 0.0, 1e-3)
     with pytest.raises(ValueError, match="kappa = sigma / alpha is infinite where alpha"):
         to_flow_map("ctm", net, dc.AffineProcess(lambda t: 1 - t, lambda t: t))(X, 1.0, 0.5)
     with pytest.raises(ValueError, match=r"net must return an array of x's type and shape \(64, 2\)"):

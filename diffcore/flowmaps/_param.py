@@ -88,6 +88,8 @@ class _Map:
             raise ValueError(f"the ctm parametrisation maps backwards in time (s <= t); got t = {t}, s = {s}")
         if self.kind == "consistency" and _any(s != self.t_min):
             raise ValueError(f"a consistency model maps to t_min = {self.t_min} only; got s = {s}")
+        if self.kind == "consistency" and _any(t < self.t_min):
+            raise ValueError(f"a consistency model starts at times t >= t_min = {self.t_min}; got t = {t}")
         return t, s
 
     def coefs(self, x: Array, t: Any, s: Any) -> _Coefs:
