@@ -204,7 +204,7 @@ def test_bad_input():
         consistency_training_loss(phi, x0, vp, steps=0)
     with pytest.raises(ValueError, match="x0 must be finite"):
         consistency_training_loss(phi, x0 * float("nan"), vp)
-    with pytest.raises(ValueError, match=r"teacher must return a tensor of shape \(\d+, 2\)"):
+    with pytest.raises(ValueError, match=r"teacher must return an array shaped like its input x \(\d+, 2\)"):
         consistency_distillation_loss(phi, x0, vp, lambda x, t, s: x[:, :1])
     nan_teacher = lambda x, t, s: x * float("nan")  # noqa: E731
     with pytest.raises(ValueError, match="the teacher's step must be finite"):

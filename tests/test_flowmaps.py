@@ -217,7 +217,7 @@ def test_bad_input():
         flow_map_residual(fam, v, X, 0.5, 0.0, method="autograd")
     with pytest.raises(ValueError, match="fd_step <= t <= 1 - fd_step"):
         flow_map_residual(fam, v, X, 1.0, 0.0)
-    with pytest.raises(ValueError, match=r"flow_map must return an array of x's type and shape \(64, 2\)"):
+    with pytest.raises(ValueError, match=r"flow_map must return an array shaped like its input x \(64, 2\)"):
         semigroup_residual(lambda x, t, s: x[:, :1], X, 1.0, 0.5, 0.0)
 
 
@@ -317,7 +317,7 @@ def test_parametrisation_bad_input():
         to_flow_map("consistency", lambda x, t: x, VP)(X, 0.0, 1e-3)
     with pytest.raises(ValueError, match="kappa = sigma / alpha is infinite where alpha"):
         to_flow_map("ctm", net, dc.AffineProcess(lambda t: 1 - t, lambda t: t))(X, 1.0, 0.5)
-    with pytest.raises(ValueError, match=r"net must return an array of x's type and shape \(64, 2\)"):
+    with pytest.raises(ValueError, match=r"net must return an array shaped like its input x \(64, 2\)"):
         to_flow_map("mean_velocity", lambda x, t, s: x[:, 0])(X, 0.5, 0.2)
     with pytest.raises(ValueError, match="pass limit="):
         from_flow_map("mean_velocity", _exact_family)(X[:2], 0.5, 0.5)

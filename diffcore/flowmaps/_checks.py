@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffcore._validation import check_array, check_choice, check_positive, check_scalar_time
+from diffcore._validation import check_array, check_choice, check_model_output, check_positive, check_scalar_time
 
 __all__ = ["flow_map_residual", "semigroup_residual"]
 
@@ -30,15 +30,26 @@ def _family(flow_map: Any) -> FlowMapFamily:
     return flow_map
 
 
-def _checked(name: str, out: Any, x: Array) -> Array:
-    """A map's output: an array of ``x``'s type and shape."""
-    if type(out) is not type(x) or tuple(out.shape) != tuple(x.shape):
-        shape = tuple(out.shape) if hasattr(out, "shape") else None
-        raise ValueError(
-            f"{name} must return an array of x's type and shape {tuple(x.shape)}; "
-            f"got {type(out).__name__} of shape {shape}"
-        )
-    return out
+def total_derivative(
+    fn: Callable, x: Any, t: Any, s: Any, v: Any, *, name: str = "flow_map", create_graph: bool = False
+) -> Any:
+    """``d/de fn(x + e v, t + e, s)`` at ``e = 0`` for torch tensors (``t`` an ``(n,)`` tensor).
+
+    Two reverse passes, no forward mode: ``g(u) = <u, d fn / de>`` is linear in ``u`` and its
+    gradient in ``u`` is the derivative.  ``create_graph=True`` keeps it differentiable in the
+    parameters of ``fn`` (a loss on it); otherwise the result is detached.
+    """
+    import torch
+
+    e = torch.zeros((), dtype=torch.float64, device=x.device, requires_grad=True)
+    with torch.enable_grad():
+        out = check_model_output(name, fn(x.detach() + e.to(x.dtype) * v.detach(), t + e, s), x)
+        if not out.requires_grad:  # the output does not depend on (x, t)
+            return torch.zeros_like(x)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, e, grad_outputs=u, create_graph=True)
+        (d,) = torch.autograd.grad(g, u, create_graph=create_graph)
+    return d if create_graph else d.detach()
 
 
 def flow_map_residual(
@@ -79,29 +90,19 @@ def flow_map_residual(
     is_torch = type(x).__module__.startswith("torch")
     if method == "auto":
         method = "autograd" if is_torch else "fd"
-    v = _checked("velocity", velocity(x, t), x)
+    v = check_model_output("velocity", velocity(x, t), x)
     if method == "autograd":
         if not is_torch:
             raise TypeError(f"method='autograd' needs x as a torch tensor; got {type(x).__name__}")
         import torch
 
-        # d/de Phi(x + e v, t + e, s) at e = 0 by two reverse passes (the "double-vjp" trick):
-        # g(u) = <u, dPhi/de> is linear in u, and its gradient in u is dPhi/de.
-        eps = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
         times = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-        with torch.enable_grad():
-            out = _checked("flow_map", fm(x.detach() + eps * v.detach(), times + eps, s), x)
-            if not out.requires_grad:  # the output does not depend on (x, t)
-                return torch.zeros_like(x)
-            u = torch.zeros_like(out, requires_grad=True)
-            (g,) = torch.autograd.grad(out, eps, grad_outputs=u, create_graph=True)
-            (r,) = torch.autograd.grad(g, u)
-        return r
+        return total_derivative(fm, x, times, s, v)
     h = check_positive("fd_step", fd_step)
     if not h <= t <= 1.0 - h:
         raise ValueError(f"the central difference needs fd_step <= t <= 1 - fd_step; got t = {t}, fd_step = {h}")
-    plus = _checked("flow_map", fm(x + h * v, t + h, s), x)
-    minus = _checked("flow_map", fm(x - h * v, t - h, s), x)
+    plus = check_model_output("flow_map", fm(x + h * v, t + h, s), x)
+    minus = check_model_output("flow_map", fm(x - h * v, t - h, s), x)
     return (plus - minus) / (2 * h)
 
 
@@ -113,7 +114,7 @@ def semigroup_residual(flow_map: FlowMapFamily, x: Any, t: Any, s: Any, u: Any) 
     fm = _family(flow_map)
     x = check_array("x", x, ndim=2)
     t, s, u = (check_scalar_time(a, name) for a, name in ((t, "t"), (s, "s"), (u, "u")))
-    mid = _checked("flow_map", fm(x, t, s), x)
-    two = _checked("flow_map", fm(mid, s, u), x)
-    one = _checked("flow_map", fm(x, t, u), x)
+    mid = check_model_output("flow_map", fm(x, t, s), x)
+    two = check_model_output("flow_map", fm(mid, s, u), x)
+    one = check_model_output("flow_map", fm(x, t, u), x)
     return two - one

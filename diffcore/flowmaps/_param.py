@@ -37,6 +37,7 @@ from diffcore._array import broadcast_time, namespace
 from diffcore._validation import (
     check_array,
     check_choice,
+    check_model_output,
     check_positive,
     check_real,
     check_scalar_time,
@@ -134,16 +135,6 @@ def _network(name: str, net: Any) -> Callable:
     return net
 
 
-def _output(name: str, out: Any, x: Array) -> Array:
-    if type(out) is not type(x) or tuple(out.shape) != tuple(x.shape):
-        shape = tuple(out.shape) if hasattr(out, "shape") else None
-        raise ValueError(
-            f"{name} must return an array of x's type and shape {tuple(x.shape)}; "
-            f"got {type(out).__name__} of shape {shape}"
-        )
-    return out
-
-
 def _setup(kind: Any, process: Any, sigma_data: Any, t_min: Any) -> _Map:
     kind = _check_kind(kind, process)
     sigma_data = check_positive("sigma_data", sigma_data)
@@ -176,7 +167,7 @@ def to_flow_map(
             out = net(x, t, s - t)
         else:
             out = net(x, t, s)
-        return c.a * x + c.b * _output("net", out, x)
+        return c.a * x + c.b * check_model_output("net", out, x)
 
     return flow_map
 
@@ -213,7 +204,7 @@ def from_flow_map(
             s = t + d
         t, s = m.times(x, t, s)
         c = m.coefs(x, t, s)
-        phi = _output("flow_map", fm(x, t, s), x)
+        phi = check_model_output("flow_map", fm(x, t, s), x)
         value = (phi - c.a * x) / _where(c.zero, 1.0, c.b)
         if not _any(c.zero):
             return value
@@ -222,7 +213,7 @@ def from_flow_map(
                 f"the {m.kind} network's output is not determined by the map where its coefficient vanishes "
                 "(s = t, or t = t_min for a consistency model); pass limit= (the velocity, or the denoiser for ctm)"
             )
-        lim = _output("limit", limit(x, t), x)
+        lim = check_model_output("limit", limit(x, t), x)
         return _where(c.zero, lim, value)
 
     return target

@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from diffcore._array import namespace, normal, resolve_rng
-from diffcore._validation import check_array, check_finite, check_grid, check_scalar_time, check_unshifted
+from diffcore._validation import (
+    check_array,
+    check_finite,
+    check_grid,
+    check_model_output,
+    check_scalar_time,
+    check_unshifted,
+)
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import Solution
 
@@ -19,12 +26,8 @@ Array = Any
 
 
 def _step_output(out: Any, x: Array, i: int, t0: float, t1: float) -> Array:
-    if type(out) is not type(x) or tuple(out.shape) != tuple(x.shape):
-        shape = tuple(out.shape) if hasattr(out, "shape") else None
-        raise ValueError(
-            f"the flow map must return an array of x's type and shape {tuple(x.shape)}; "
-            f"got {type(out).__name__} of shape {shape} at step {i} (t = {t0} -> {t1})"
-        )
+    """The map's output at step ``i``: checked like every model output, then for finiteness."""
+    out = check_model_output(f"the flow map (step {i}, t = {t0} -> {t1})", out, x)
     xp = namespace(out)
     if not bool(xp.all(xp.isfinite(out))):
         raise FloatingPointError(f"the state became non-finite at step {i} (t = {t0} -> {t1})")

@@ -21,16 +21,18 @@ from diffcore._validation import (
     check_array,
     check_choice,
     check_finite,
+    check_model_output,
     check_real,
     check_scalar_time,
     check_steps,
     check_unshifted,
 )
 from diffcore.dynamics import ProbabilityFlowODE
+from diffcore.flowmaps._checks import total_derivative
 from diffcore.interpolants import AbstractInterpolant
 from diffcore.processes import AbstractProcess
 from diffcore.samplers import GRIDS, get_solver, integrate, time_grid
-from diffcore.training._interpolant_losses import _draws, _path
+from diffcore.training._interpolant_losses import _draws, _mean_sq, _path, _sq
 from diffcore.training._torch import as_tensor, check_finite_tensor, check_time_range, generator, uniform_times
 
 __all__ = [
@@ -122,13 +124,6 @@ def sde_teacher(
     return step
 
 
-def _map_output(name: str, out: Any, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape):
-        shape = tuple(out.shape) if hasattr(out, "shape") else None
-        raise ValueError(f"{name} must return a tensor of shape {tuple(x.shape)}; got {type(out).__name__} {shape}")
-    return out
-
-
 def _check_map(name: str, model: Any, args: str = "(x, t, s)") -> Callable:
     """A callable that accepts the positional arguments ``args`` (checked on its signature where it has one)."""
     if not callable(model):
@@ -183,11 +178,10 @@ def _noised(process: AbstractProcess, x0: torch.Tensor, eps: torch.Tensor, t: to
 
 
 def _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, t_min) -> torch.Tensor:
-    pred = _map_output("model", model(x_next, t_next, t_min), x_next)
+    pred = check_model_output("model", model(x_next, t_next, t_min), x_next)
     with torch.no_grad():
-        goal = _map_output("target", target(x_prev, t_prev, t_min), x_prev)
-    err = (pred - goal).reshape(x_next.shape[0], -1)
-    return torch.mean(torch.sum(err**2, dim=1))
+        goal = check_model_output("target", target(x_prev, t_prev, t_min), x_prev)
+    return _mean_sq(pred - goal)
 
 
 def consistency_distillation_loss(
@@ -241,7 +235,7 @@ def consistency_distillation_loss(
     with torch.no_grad():
         for n in torch.unique(idx).tolist():  # the teacher steps with scalar times: one call per pair
             rows = idx == n
-            x_prev[rows] = _map_output("teacher", teacher(x_next[rows], ts[n + skip], ts[n]), x_next[rows])
+            x_prev[rows] = check_model_output("teacher", teacher(x_next[rows], ts[n + skip], ts[n]), x_next[rows])
     check_finite_tensor("the teacher's step", x_prev)
     return _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, float(ts[0]))
 
@@ -274,19 +268,6 @@ def consistency_training_loss(
     t_next, t_prev = ts_t[idx + 1], ts_t[idx]
     x_next, x_prev = _noised(process, x0, eps, t_next), _noised(process, x0, eps, t_prev)
     return _consistency_loss(model, target, x_next, t_next, x_prev, t_prev, float(ts[0]))
-
-
-def _total_derivative(fn: Callable, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``d/de fn(x + e v, t + e, s)`` at ``e = 0``, detached (two reverse passes; no forward mode)."""
-    e = torch.zeros((), dtype=torch.float64, device=x.device, requires_grad=True)
-    with torch.enable_grad():
-        out = fn(x.detach() + e.to(x.dtype) * v.detach(), t + e, s)
-        if not out.requires_grad:
-            return torch.zeros_like(x)
-        u = torch.zeros_like(out, requires_grad=True)
-        (g,) = torch.autograd.grad(out, e, grad_outputs=u, create_graph=True)
-        (d,) = torch.autograd.grad(g, u)
-    return d.detach()
 
 
 def meanflow_loss(
@@ -336,11 +317,10 @@ def meanflow_loss(
     hi = torch.where(equal, lo, hi)
     x_t, d_i, d_gamma, _ = _path(interpolant, x0, x1, z, lo)
     v_c = d_i + d_gamma * z
-    du = _total_derivative(target, x_t, lo, hi, v_c)
+    du = total_derivative(target, x_t, lo, hi, v_c, name="target")
     goal = v_c + (hi - lo).to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1))) * du
-    pred = _map_output("model", model(x_t, lo, hi), x_t)
-    err = (pred - goal.detach()).reshape(x_t.shape[0], -1)
-    return torch.mean(torch.sum(err**2, dim=1))
+    pred = check_model_output("model", model(x_t, lo, hi), x_t)
+    return _mean_sq(pred - goal.detach())
 
 
 def _ddim(
@@ -440,9 +420,8 @@ def progressive_distillation_loss(
     with torch.no_grad():
         goal = check_finite_tensor("the teacher's target", progressive_target(process, teacher, x_t, t, t_mid, s))
     weight = torch.clamp(process.alpha(t) ** 2 / process.sigma(t) ** 2, min=1.0).to(x0.dtype)
-    pred = _map_output("student", student(x_t, t), x_t)
-    err = (pred - goal).reshape(x0.shape[0], -1)
-    return torch.mean(weight * torch.sum(err**2, dim=1))
+    pred = check_model_output("student", student(x_t, t), x_t)
+    return torch.mean(weight * _sq(pred - goal))
 
 
 def guided_distillation_loss(
@@ -495,12 +474,11 @@ def guided_distillation_loss(
     eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
     x_t = _col(process.alpha(t), x0) * x0 + _col(process.sigma(t), x0) * eps
     with torch.no_grad():
-        cond = _map_output("conditional", conditional(x_t, t), x_t)
-        uncond = _map_output("unconditional", unconditional(x_t, t), x_t)
+        cond = check_model_output("conditional", conditional(x_t, t), x_t)
+        uncond = check_model_output("unconditional", unconditional(x_t, t), x_t)
         goal = check_finite_tensor("the guided target", (1 + _col(w, x0)) * cond - _col(w, x0) * uncond)
-    pred = _map_output("student", student(x_t, t, w), x_t)
-    err = (pred - goal).reshape(x0.shape[0], -1)
-    return torch.mean(torch.sum(err**2, dim=1))
+    pred = check_model_output("student", student(x_t, t, w), x_t)
+    return _mean_sq(pred - goal)
 
 
 def eulerian_distillation_loss(
@@ -549,13 +527,9 @@ def eulerian_distillation_loss(
     eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype, device=gen.device).to(x0.device)
     x_t = _col(process.alpha(t), x0) * x0 + _col(process.sigma(t), x0) * eps
     with torch.no_grad():
-        v = check_finite_tensor("the teacher's velocity", _map_output("velocity", velocity(x_t, t), x_t))
-    e = torch.zeros((), dtype=torch.float64, device=x0.device, requires_grad=True)
-    out = _map_output("model", model(x_t + e.to(x_t.dtype) * v, t + e, target), x_t)
-    dummy = torch.zeros_like(out, requires_grad=True)
-    (g,) = torch.autograd.grad(out, e, grad_outputs=dummy, create_graph=True)
-    (r,) = torch.autograd.grad(g, dummy, create_graph=True)
-    return torch.mean(torch.sum(r.reshape(x0.shape[0], -1) ** 2, dim=1))
+        v = check_finite_tensor("the teacher's velocity", check_model_output("velocity", velocity(x_t, t), x_t))
+    r = total_derivative(model, x_t, t, target, v, name="model", create_graph=True)
+    return _mean_sq(r)
 
 
 def boot_loss(
@@ -601,21 +575,21 @@ def boot_loss(
     eps, _, idx, ts, ts_t = _consistency_pairs(eps, process, rng, steps, t_min, t_max, grid, "boot_loss", "eps")
     t_next, t_prev = ts_t[idx + 1], ts_t[idx]
     with torch.no_grad():
-        y_next = _map_output("student", student(eps, t_next), eps)
+        y_next = check_model_output("student", student(eps, t_next), eps)
         x_next = _col(process.alpha(t_next), eps) * y_next + _col(process.sigma(t_next), eps) * eps
         x_prev = torch.empty_like(x_next)
         for n in torch.unique(idx).tolist():
             rows = idx == n
-            x_prev[rows] = _map_output("teacher", teacher(x_next[rows], ts[n + 1], ts[n]), x_next[rows])
+            x_prev[rows] = check_model_output("teacher", teacher(x_next[rows], ts[n + 1], ts[n]), x_next[rows])
         check_finite_tensor("the teacher's step", x_prev)
         goal = (x_prev - _col(process.sigma(t_prev), eps) * eps) / _col(process.alpha(t_prev), eps)
-    pred = _map_output("student", student(eps, t_prev), eps)
-    loss = torch.mean(torch.sum((pred - goal).reshape(eps.shape[0], -1) ** 2, dim=1))
+    pred = check_model_output("student", student(eps, t_prev), eps)
+    loss = _mean_sq(pred - goal)
     if w_b > 0:
         top = torch.full_like(t_next, float(ts[-1]))
         a_T, s_T = process.alpha(top[:1]).to(eps.dtype), process.sigma(top[:1]).to(eps.dtype)
-        edge = _map_output("student", student(eps, top), eps) - (1 - s_T) * eps / a_T
-        loss = loss + w_b * torch.mean(torch.sum(edge.reshape(eps.shape[0], -1) ** 2, dim=1))
+        edge = check_model_output("student", student(eps, top), eps) - (1 - s_T) * eps / a_T
+        loss = loss + w_b * _mean_sq(edge)
     return loss
 
 
@@ -665,9 +639,8 @@ def shortcut_loss(
     x_t, d_i, d_gamma, _ = _path(interpolant, x0, x1, z, t)
     col = d.to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
     with torch.no_grad():
-        u1 = _map_output("target", target(x_t, t, d), x_t)
-        u2 = _map_output("target", target(x_t + col * u1, t + d, d), x_t)
+        u1 = check_model_output("target", target(x_t, t, d), x_t)
+        u2 = check_model_output("target", target(x_t + col * u1, t + d, d), x_t)
         goal = torch.where(use.reshape(-1, *([1] * (x_t.ndim - 1))), 0.5 * (u1 + u2), d_i + d_gamma * z)
-    pred = _map_output("model", model(x_t, t, 2 * d), x_t)
-    err = (pred - goal).reshape(n, -1)
-    return torch.mean(torch.sum(err**2, dim=1))
+    pred = check_model_output("model", model(x_t, t, 2 * d), x_t)
+    return _mean_sq(pred - goal)
