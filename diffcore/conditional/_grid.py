@@ -101,6 +101,18 @@ class GridLaw:
         """``P(x in A)`` for ``A`` given by a boolean ``indicator`` of points ``(n, d) -> (n,)``."""
         return float(self.probs @ np.asarray(indicator(self.points), dtype=np.float64))
 
+    def quantile(self, u: Any) -> np.ndarray:
+        """Quantiles of a one-dimensional grid law: its CDF is piecewise linear between cell edges
+        (uniform within each cell, as :meth:`sample` draws).  ``u`` levels in ``[0, 1]``; NumPy ``u``-shaped."""
+        if self.dim != 1:
+            raise ValueError(f"quantile is defined for one-dimensional grid laws; this one has dim = {self.dim}")
+        levels = np.asarray(u, dtype=np.float64)
+        if not np.all((levels >= 0) & (levels <= 1)):
+            raise ValueError("u must hold levels in [0, 1]")
+        h = self.cell[0]
+        edges = np.concatenate([[self.points[0, 0] - h / 2], self.points[:, 0] + h / 2])
+        return np.interp(levels, np.concatenate([[0.0], np.cumsum(self.probs)]), edges)
+
     def sample(self, n: int, rng: Any = None) -> np.ndarray:
         """``n`` draws, NumPy ``(n, d)``: a cell by its probability, then uniform within the cell."""
         n = check_size(n, "n")
