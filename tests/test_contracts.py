@@ -410,6 +410,48 @@ row(
     out=None,
     empty="error",
 )
+# optimal boundary conditions of a conditional probability-flow ODE
+_BC_PHI = dcc.conditional_flow_map(dc.CosineVPSDE(end=1.0), G2, INPAINT)
+_BC_Y = X[:, :1]
+row(
+    "diffcore.conditional.conditional_flow_map",
+    lambda t, s, rtol: dcc.conditional_flow_map(VP, G2, INPAINT, t=t, s=s, rtol=rtol).matrix,
+    {"t": 1.0, "s": 0.0, "rtol": 1e-8},
+    {"t": "time", "s": "time", "rtol": "positive"},
+    out=None,
+)
+for _ref in (False, True):
+    _bc_map = dcc.conditional_flow_map(VP, G2, INPAINT, reference=_ref, rtol=1e-6, atol=1e-6)
+    row(
+        f"diffcore.conditional.ConditionalFlowMap[reference={_ref}]",
+        lambda z, y, _m=_bc_map: _m(z, y),
+        {"z": X, "y": Y1},
+        {"z": "points", "y": "array"},
+    )
+row("diffcore.conditional.ConditionalFlowMap.offset", lambda y: _BC_PHI.offset(y), {"y": _BC_Y}, {"y": "points"})
+row(
+    "diffcore.conditional.ConditionalFlowMap.expected_mse",
+    lambda z: _BC_PHI.expected_mse(z),
+    {"z": np.array([0.3, -0.2])},
+    {"z": "array"},
+    out=None,
+)
+row(
+    "diffcore.conditional.optimal_boundary",
+    lambda x0, y: dcc.optimal_boundary(_BC_PHI, pairs=(x0, y)).z,
+    {"x0": X, "y": _BC_Y},
+    {"x0": "points", "y": "points"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.conditional.boundary_search",
+    lambda phi, x0, y, candidates, rng: dcc.boundary_search(phi, x0, y, candidates, rng=rng).losses,
+    {"phi": _BC_PHI, "x0": X, "y": _BC_Y, "candidates": 4, "rng": 0},
+    {"phi": "model", "x0": "points", "y": "points", "candidates": "count", "rng": "rng"},
+    out=None,
+    empty="error",
+)
 
 # bridges
 _SB = dbr.GaussianSchrodingerBridge(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), 1.0)
@@ -1841,7 +1883,14 @@ EXEMPT: dict[str, str] = {
         "what denoiser_covariance, posterior_score and the Tweedie samplers build: checked through their rows",
     ),
     **dict.fromkeys(
-        ["ParticleRun", "NullTextInversion", "PosteriorReference", "PosteriorReport"],
+        [
+            "ParticleRun",
+            "NullTextInversion",
+            "PosteriorReference",
+            "PosteriorReport",
+            "BoundaryOptimum",
+            "BoundarySearch",
+        ],
         "a frozen result record that diffcore builds",
     ),
     "PREDICTION_TYPES": "a constant registry",

@@ -10,9 +10,19 @@ samplers themselves, each measured against that truth in the book chapter "Inver
 the exact oracle, DPS, Pi-GDM, second-order Tweedie, RED-diff, the twisted diffusion sampler,
 the ensemble sampler, FlowChef, null-text inversion and a 3-D slices toy; and
 :func:`posterior_report`, which measures any sampler's output against the exact posterior
-with standard errors.
+with standard errors; and the optimal boundary condition of a conditional probability-flow ODE
+(:func:`conditional_flow_map`, :func:`optimal_boundary` in closed form, :func:`boundary_search`
+as in Ma et al. 2024).
 """
 
+from diffcore.conditional._boundary import (
+    BoundaryOptimum,
+    BoundarySearch,
+    ConditionalFlowMap,
+    boundary_search,
+    conditional_flow_map,
+    optimal_boundary,
+)
 from diffcore.conditional._flowchef import flowchef
 from diffcore.conditional._grid import GridLaw
 from diffcore.conditional._guidance import GuidedScore, TiltedLaw, classifier_free_guidance, classifier_guidance
@@ -49,6 +59,9 @@ from diffcore.conditional._twisted import twisted_diffusion_run, twisted_diffusi
 
 __all__ = [
     "AbstractMeasurement",
+    "BoundaryOptimum",
+    "BoundarySearch",
+    "ConditionalFlowMap",
     "DenoiserCovariance",
     "GridLaw",
     "GuidedScore",
@@ -62,8 +75,10 @@ __all__ = [
     "SignMeasurement",
     "TiltedLaw",
     "TweedieLikelihoodScore",
+    "boundary_search",
     "classifier_free_guidance",
     "classifier_guidance",
+    "conditional_flow_map",
     "ddim_pivot",
     "denoiser_covariance",
     "dps",
@@ -78,6 +93,7 @@ __all__ = [
     "flowchef",
     "null_text_inversion",
     "null_text_sample",
+    "optimal_boundary",
     "pigdm",
     "posterior",
     "posterior_reference",
