@@ -7,7 +7,7 @@ systems, and Wasserstein comparisons; NumPy by default, torch tensors (CPU or GP
 code path.  ``import diffcore`` imports neither torch, POT nor networkx.
 """
 
-from diffcore import bridges, conditional, flowmaps, graphs
+from diffcore import bridges, conditional, flowmaps, geometry, graphs, theory
 from diffcore._parametrization import PREDICTIONS, convert, reparametrize
 from diffcore.distributions import (
     ExactField,
@@ -81,6 +81,8 @@ from diffcore.processes import (
     AffineProcess,
     CosineVPSDE,
     MeanRevertingSDE,
+    ResidualDiffusion,
+    ResShift,
     SubVPSDE,
     Transition,
 )
@@ -159,6 +161,8 @@ __all__ = [
     "PredictorCorrector",
     "ProbabilityFlowODE",
     "Requirements",
+    "ResShift",
+    "ResidualDiffusion",
     "ReverseSDE",
     "Solution",
     "SubVPSDE",
@@ -183,6 +187,7 @@ __all__ = [
     "fp_residual_log_density",
     "fp_residual_norm",
     "fp_terms",
+    "geometry",
     "get_solver",
     "graphs",
     "independent_coupling",
@@ -206,6 +211,7 @@ __all__ = [
     "superpose",
     "superposition_weights",
     "t_min_gap",
+    "theory",
     "time_grid",
     "w2",
     "w2_floor",

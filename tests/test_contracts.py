@@ -32,9 +32,11 @@ import diffcore as dc
 import diffcore.bridges as dbr
 import diffcore.conditional as dcc
 import diffcore.flowmaps as dfm
+import diffcore.geometry as dgeo
 import diffcore.graphs as dg
 import diffcore.interop as di
 import diffcore.testing as dt
+import diffcore.theory as dct
 import diffcore.training as dtr
 
 # -- the problem every row works on ---------------------------------------------------------------
@@ -201,7 +203,16 @@ row(
 )
 
 # processes
-for _proc in (VP, dc.SubVPSDE(), dc.VESDE(), dc.CosineVPSDE(), MR, dc.AffineProcess(lambda t: 1 - t, lambda t: t)):
+for _proc in (
+    VP,
+    dc.SubVPSDE(),
+    dc.VESDE(),
+    dc.CosineVPSDE(),
+    MR,
+    dc.AffineProcess(lambda t: 1 - t, lambda t: t),
+    dc.ResidualDiffusion(y=np.array([0.5, -0.5])),
+    dc.ResShift(y=np.array([0.5, -0.5])),
+):
     _pn = f"diffcore.{type(_proc).__name__}"
     row(f"{_pn}.alpha", lambda t, _p=_proc: _p.alpha(t), {"t": 0.5}, {"t": "time"}, out=None)
     row(f"{_pn}.diffusion", lambda t, _p=_proc: _p.diffusion(t), {"t": 0.5}, {"t": "time"}, out=None)
@@ -451,6 +462,153 @@ row(
     {"phi": "model", "x0": "points", "y": "points", "candidates": "count", "rng": "rng"},
     out=None,
     empty="error",
+)
+
+# theory: the score-error bound and the empirical score
+_TH_DATA = dc.Gaussian(np.array([1.0, -0.5]), np.array([[1.0, 0.3], [0.3, 0.5]]))
+_TH_SCORE = dc.exact_score(VP, _TH_DATA)
+row(
+    "diffcore.theory.gaussian_kl",
+    lambda mean0, cov0, mean1, cov1: dct.gaussian_kl(mean0, cov0, mean1, cov1),
+    {"mean0": G2.mean, "cov0": G2.cov, "mean1": np.zeros(2), "cov1": np.eye(2)},
+    {"mean0": "array", "cov0": "array", "mean1": "array", "cov1": "array"},
+    out=None,
+)
+row(
+    "diffcore.theory.reverse_sde_law",
+    lambda t_min, rtol: dct.reverse_sde_law(VP, _TH_SCORE, dc.marginal(VP, _TH_DATA, 1.0), t_min=t_min, rtol=rtol).cov,
+    {"t_min": 0.5, "rtol": 1e-8},
+    {"t_min": "time", "rtol": "positive"},
+    out=None,
+)
+row(
+    "diffcore.theory.score_error_bound",
+    lambda t_min, rtol: dct.score_error_bound(VP, _TH_DATA, _TH_SCORE, t_min=t_min, rtol=rtol).kl,
+    {"t_min": 0.5, "rtol": 1e-8},
+    {"t_min": "time", "rtol": "positive"},
+    out=None,
+)
+row(
+    "diffcore.theory.grid_path_kl",
+    lambda ts: dct.grid_path_kl(VP, _TH_DATA, _TH_SCORE, ts),
+    {"ts": [1.0, 0.5, 0.1]},
+    {"ts": "grid"},
+    out=None,
+)
+row(
+    "diffcore.theory.EmpiricalScore",
+    lambda x, points: dct.EmpiricalScore(VP, points)(x, 0.5),
+    {"x": X, "points": X},
+    {"x": "points", "points": "points"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.theory.empirical_marginal",
+    lambda points, t: dct.empirical_marginal(VP, points, t).means,
+    {"points": X, "t": 0.5},
+    {"points": "points", "t": "time"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.theory.nearest_distance",
+    lambda x, points: dct.nearest_distance(x, points),
+    {"x": X, "points": X},
+    {"x": "points", "points": "points"},
+    out=None,
+    empty="error",
+)
+
+# geometry: heat kernels, Varadhan's formula, the heat-geodesic embedding (NumPy only)
+
+_ANG = np.array([0.1, 1.0, 2.5, -1.2, 3.0])
+_SPH = np.array([[0.0, 0.0, 1.0], [np.sin(0.5), 0.0, np.cos(0.5)], [0.0, 1.0, 0.0]])
+_GW = np.abs(np.sin(np.arange(25.0).reshape(5, 5) * 0.37))
+_GW = 0.5 * (_GW + _GW.T)
+for _m in ("images", "fourier"):
+    row(
+        f"diffcore.geometry.heat_kernel_circle[{_m}]",
+        lambda theta, phi, t, radius, _m=_m: dgeo.heat_kernel_circle(theta, phi, t, radius=radius, method=_m),
+        {"theta": _ANG, "phi": _ANG[:3], "t": 0.3, "radius": 1.5},
+        {"theta": "points", "phi": "points", "t": "positive", "radius": "positive"},
+    )
+row(
+    "diffcore.geometry.geodesic_distance_circle",
+    lambda theta, phi, radius: dgeo.geodesic_distance_circle(theta, phi, radius=radius),
+    {"theta": _ANG, "phi": _ANG[:3], "radius": 1.5},
+    {"theta": "points", "phi": "points", "radius": "positive"},
+)
+row(
+    "diffcore.geometry.heat_kernel_sphere",
+    dgeo.heat_kernel_sphere,
+    {"x": _SPH, "y": _SPH[:2], "t": 0.2},
+    {"x": "array", "y": "array", "t": "positive"},
+)
+row(
+    "diffcore.geometry.geodesic_distance_sphere",
+    dgeo.geodesic_distance_sphere,
+    {"x": _SPH, "y": _SPH[:2]},
+    {"x": "array", "y": "array"},
+)
+row(
+    "diffcore.geometry.graph_laplacian",
+    dgeo.graph_laplacian,
+    {"weights": _GW, "kind": "normalized"},
+    {"weights": "array", "kind": "choice"},
+)
+row(
+    "diffcore.geometry.heat_kernel_graph",
+    lambda weights, t, laplacian, method, order: dgeo.heat_kernel_graph(
+        weights, t, laplacian=laplacian, method=method, order=order
+    ),
+    {"weights": _GW, "t": 0.7, "laplacian": "combinatorial", "method": "chebyshev", "order": 8},
+    {"weights": "array", "t": "positive", "laplacian": "choice", "method": "choice", "order": "count"},
+)
+row(
+    "diffcore.geometry.chebyshev_error_bound",
+    dgeo.chebyshev_error_bound,
+    {"t": 0.7, "order": 8, "lambda_max": 2.0},
+    {"t": "positive", "order": "count", "lambda_max": "positive"},
+    out=None,
+)
+row(
+    "diffcore.geometry.varadhan_distance[sigma]",
+    lambda h, t, sigma: dgeo.varadhan_distance(h, t, sigma=sigma),
+    {"h": dgeo.heat_kernel_graph(_GW, 0.7), "t": 0.7, "sigma": 0.5},
+    {"h": "array", "t": "positive", "sigma": "nonnegative"},
+)
+row(
+    "diffcore.geometry.varadhan_distance[dim]",
+    lambda h, t, dim: dgeo.varadhan_distance(h, t, dim=dim),
+    {"h": dgeo.heat_kernel_circle(_ANG, _ANG, 0.1), "t": 0.1, "dim": 1},
+    {"h": "array", "t": "positive", "dim": "count"},
+)
+row(
+    "diffcore.geometry.heat_geodesic_embedding",
+    lambda x, t, n_components, knn, order, sigma, mds_iterations, method: dgeo.heat_geodesic_embedding(
+        x, t, n_components, knn=knn, order=order, sigma=sigma, mds_iterations=mds_iterations, method=method
+    ),
+    {"x": X, "t": 2.0, "n_components": 2, "knn": 2, "order": 16, "sigma": 1.0, "mds_iterations": 5, "method": "exact"},
+    {
+        "x": "points",
+        "t": "positive",
+        "n_components": "count",
+        "knn": "count",
+        "order": "count",
+        "sigma": "nonnegative",
+        "mds_iterations": "size",
+        "method": "choice",
+    },
+    out=lambda r: r.embedding,
+    empty="error",
+)
+row(
+    "diffcore.geometry.swiss_roll",
+    lambda n_along, n_across, width: dgeo.swiss_roll(n_along, n_across, width=width)[0],
+    {"n_along": 4, "n_across": 3, "width": 2.0},
+    {"n_along": "count", "n_across": "count", "width": "positive"},
+    out=None,
 )
 
 # bridges
@@ -1894,6 +2052,9 @@ EXEMPT: dict[str, str] = {
         "a frozen result record that diffcore builds",
     ),
     "PREDICTION_TYPES": "a constant registry",
+    "ScoreErrorBound": "a frozen result record that diffcore builds",
+    "HeatGeodesicEmbedding": "a frozen result record, built only by heat_geodesic_embedding",
+    "w2_1d": "takes two laws, not arrays (a law of dim != 1 raises ValueError, tests/test_theory.py)",
     "MAP_PARAMETRIZATIONS": "a constant registry",
     "LoRALinear": "what add_lora builds around a layer: checked through add_lora's row",
     "lora_parameters": "reads the adapters of a module (a non-module raises TypeError, tests/test_flowmap_training.py)",
@@ -1927,6 +2088,8 @@ def _public_names() -> list[tuple[str, str]]:
         "diffcore.conditional": dcc,
         "diffcore.flowmaps": dfm,
         "diffcore.bridges": dbr,
+        "diffcore.theory": dct,
+        "diffcore.geometry": dgeo,
     }
     return [(m, name) for m, mod in modules.items() for name in mod.__all__]
 

@@ -43,6 +43,8 @@ LAYERS: dict[str, int] = {
     "conditional": 4,
     "flowmaps": 4,
     "bridges": 4,
+    "theory": 4,
+    "geometry": 4,
     # above everything: the correctness kit and the search over grids and schedules
     "testing": 5,
     "search": 5,

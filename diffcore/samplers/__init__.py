@@ -13,16 +13,19 @@ from diffcore.samplers._dpm_v3 import DPMSolverV3
 from diffcore.samplers._driver import Solution, integrate, sample
 from diffcore.samplers._edm import EDMHeun, EDMStochastic
 from diffcore.samplers._ems import EmpiricalModelStatistics, exact_model_statistics, model_statistics
+from diffcore.samplers._evodiff import EVODiff, variance_optimal_eta
 from diffcore.samplers._exponential import denoise
 from diffcore.samplers._grids import GRIDS, time_grid
 from diffcore.samplers._inversion import Inversion, invert
 from diffcore.samplers._ipndm import IPNDM
+from diffcore.samplers._lml import LMLPredictorCorrector, exact_log_density_hessian, lml_langevin_step
 from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
 from diffcore.samplers._ode import RK4, Euler, Heun, Midpoint, RK4ThreeEighths
 from diffcore.samplers._pc import PredictorCorrector
 from diffcore.samplers._per_step import SCHEDULABLE_METHODS, PerStepSolver
 from diffcore.samplers._registry import ADAPTIVE_SOLVERS, SOLVERS, get_solver
+from diffcore.samplers._residual import RDDMSampler, ResShiftSampler
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
 from diffcore.samplers._stability import STABILITY_METHODS, amplification_factor, stability_region
 from diffcore.samplers._statistics import StepStatistics
@@ -54,17 +57,21 @@ __all__ = [
     "DPMSolverV3",
     "EDMHeun",
     "EDMStochastic",
+    "EVODiff",
     "EmpiricalModelStatistics",
     "Euler",
     "EulerMaruyama",
     "HeavyBall",
     "Heun",
     "Inversion",
+    "LMLPredictorCorrector",
     "Midpoint",
     "PerStepSolver",
     "PredictorCorrector",
+    "RDDMSampler",
     "RK4ThreeEighths",
     "Requirements",
+    "ResShiftSampler",
     "Solution",
     "StepStatistics",
     "UniPC2",
@@ -73,12 +80,15 @@ __all__ = [
     "UniPC3BH1",
     "amplification_factor",
     "denoise",
+    "exact_log_density_hessian",
     "exact_model_statistics",
     "get_solver",
     "integrate",
     "invert",
+    "lml_langevin_step",
     "model_statistics",
     "sample",
     "stability_region",
     "time_grid",
+    "variance_optimal_eta",
 ]

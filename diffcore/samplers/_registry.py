@@ -12,11 +12,14 @@ from diffcore.samplers._deis import DEIS1, DEIS2, DEIS3
 from diffcore.samplers._dpm import DPMSolver2, DPMSolver3, DPMSolverPP2M, DPMSolverPP3M
 from diffcore.samplers._dpm_v3 import DPMSolverV3
 from diffcore.samplers._edm import EDMHeun, EDMStochastic
+from diffcore.samplers._evodiff import EVODiff
 from diffcore.samplers._ipndm import IPNDM
+from diffcore.samplers._lml import LMLPredictorCorrector
 from diffcore.samplers._momentum import GHVB, HeavyBall
 from diffcore.samplers._mrs import MRSODE, MRSSDE
 from diffcore.samplers._ode import RK4, Euler, Heun, Midpoint, RK4ThreeEighths
 from diffcore.samplers._pc import PredictorCorrector
+from diffcore.samplers._residual import RDDMSampler, ResShiftSampler
 from diffcore.samplers._sde import Ancestral, EulerMaruyama
 from diffcore.samplers._unipc import UniPC2, UniPC2BH1, UniPC3, UniPC3BH1
 
@@ -45,6 +48,7 @@ SOLVERS: dict[str, type[AbstractSolver]] = {
         UniPC3,
         UniPC2BH1,
         UniPC3BH1,
+        EVODiff,
         IPNDM,
         EDMHeun,
         HeavyBall,
@@ -53,9 +57,12 @@ SOLVERS: dict[str, type[AbstractSolver]] = {
         EulerMaruyama,
         Ancestral,
         PredictorCorrector,
+        LMLPredictorCorrector,
         EDMStochastic,
         MRSODE,
         MRSSDE,
+        RDDMSampler,
+        ResShiftSampler,
     )
 }
 
