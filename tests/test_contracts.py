@@ -611,6 +611,120 @@ row(
     out=None,
 )
 
+# training: early exiting (DeeDiff) and model assembly (A-SDM)
+EENET = dtr.MultiExitMLP(2, width=8, n_blocks=2, rng=0, dtype=torch.float64)
+row(
+    "diffcore.training.MultiExitMLP",
+    lambda x, t: EENET(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(
+    "diffcore.training.MultiExitMLP.__init__",
+    lambda dim, width, n_blocks, prediction: dtr.MultiExitMLP(
+        dim, width=width, n_blocks=n_blocks, prediction=prediction
+    ),
+    {"dim": 2, "width": 4, "n_blocks": 2, "prediction": "eps"},
+    {"dim": "count", "width": "count", "n_blocks": "count", "prediction": "choice"},
+    out=None,
+)
+# threshold 0: the batch is never split, so a NaN row cannot change the other rows
+row(
+    "diffcore.training.early_exit_model",
+    lambda x, t: dtr.early_exit_model(EENET, 0.0)(x, t),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
+row(
+    "diffcore.training.early_exit_loss",
+    lambda x0, t_min, rng, uncertainty_weight: dtr.early_exit_loss(
+        EENET, x0, VP, rng, t_min=t_min, uncertainty_weight=uncertainty_weight
+    ),
+    {"x0": X, "t_min": 1e-2, "rng": 0, "uncertainty_weight": 1.0},
+    {"x0": "points", "t_min": "time", "rng": "rng", "uncertainty_weight": "nonnegative"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.training.early_exit_terms",
+    lambda x_t, t: dtr.early_exit_terms(EENET, x_t, t, TX),
+    {"x_t": TX, "t": 0.5},
+    {"x_t": "points", "t": "time"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.training.assemble",
+    lambda rng: dtr.assemble(EENET, [1], inherit=False, rng=rng),
+    {"rng": 0},
+    {"rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.training.assembly_distillation_loss",
+    lambda x0, t_min, rng, feature_weight: dtr.assembly_distillation_loss(
+        dtr.assemble(EENET, [1]), EENET, x0, VP, rng, t_min=t_min, feature_weight=feature_weight
+    ),
+    {"x0": X, "t_min": 1e-2, "rng": 0, "feature_weight": 1.0},
+    {"x0": "points", "t_min": "time", "rng": "rng", "feature_weight": "nonnegative"},
+    out=None,
+    empty="error",
+)
+
+# bridges: exact IPF / IMF iterations, the entropic coupling of samples, learned bridge matching
+_XB = X + 1.0
+for _fn in (dbr.gaussian_ipf, dbr.gaussian_imf):
+    row(
+        f"diffcore.bridges.{_fn.__name__}",
+        lambda sigma, iterations, _f=_fn: (
+            _f(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), sigma, iterations).errors
+        ),
+        {"sigma": 1.0, "iterations": 2},
+        {"sigma": "positive", "iterations": "size"},
+        out=None,
+    )
+row(
+    "diffcore.bridges.BridgeIterations.measured_rate",
+    lambda floor: dbr.gaussian_ipf(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), 0.5, 12).measured_rate(floor),
+    {"floor": 1e-9},
+    {"floor": "positive"},
+    out=None,
+)
+row(
+    "diffcore.bridges.entropic_coupling",
+    lambda x0, x1, sigma: dbr.entropic_coupling(x0, x1, sigma).plan,
+    {"x0": X, "x1": _XB, "sigma": 1.0},
+    {"x0": "points", "x1": "points", "sigma": "positive"},
+    out=None,
+    empty="error",
+)
+row(
+    "diffcore.training.bridge_matching_loss",
+    lambda model, sigma, rng: dtr.bridge_matching_loss(model, (TX, TX + 1), sigma, rng),
+    {"model": NET, "sigma": 1.0, "rng": 0},
+    {"sigma": "positive", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.training.simulate_bridge",
+    lambda x0, sigma, steps, rng: dtr.simulate_bridge(lambda x, t: -x, x0, sigma, steps=steps, rng=rng),
+    {"x0": X, "sigma": 1.0, "steps": 3, "rng": 0},
+    {"x0": "points", "sigma": "positive", "steps": "count", "rng": "rng"},
+)
+row(
+    "diffcore.training.bridge_matching",
+    lambda sigma, iterations: (
+        dtr.bridge_matching(
+            X, _XB, sigma, iterations=iterations, steps=2, batch_size=2, width=4, depth=1, sde_steps=2, rng=0
+        ).cross_covs
+    ),
+    {"sigma": 1.0, "iterations": 1},
+    {"sigma": "positive", "iterations": "count"},
+    out=None,
+)
+
 # bridges
 _SB = dbr.GaussianSchrodingerBridge(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), 1.0)
 row(
@@ -2053,6 +2167,11 @@ EXEMPT: dict[str, str] = {
     ),
     "PREDICTION_TYPES": "a constant registry",
     "ScoreErrorBound": "a frozen result record that diffcore builds",
+    "EntropicCoupling": "the result record of diffcore.bridges.entropic_coupling: checked through that row",
+    "BridgeIterations": "the result record of gaussian_ipf / gaussian_imf: checked through their rows",
+    "BridgeMatchingResult": "the result record of diffcore.training.bridge_matching: checked through its row",
+    "EarlyExitModel": "what early_exit_model builds: checked through its row",
+    "ExitTerms": "the result record of early_exit_terms",
     "HeatGeodesicEmbedding": "a frozen result record, built only by heat_geodesic_embedding",
     "w2_1d": "takes two laws, not arrays (a law of dim != 1 raises ValueError, tests/test_theory.py)",
     "MAP_PARAMETRIZATIONS": "a constant registry",

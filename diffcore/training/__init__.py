@@ -14,6 +14,21 @@ try:
 except ImportError as err:  # pragma: no cover - torch is part of the dev install
     raise ImportError("diffcore.training needs torch; install it with `pip install diffcore[torch]`") from err
 
+from diffcore.training._assembly import assemble, assembly_distillation_loss
+from diffcore.training._bridge_matching import (
+    BridgeMatchingResult,
+    bridge_matching,
+    bridge_matching_loss,
+    simulate_bridge,
+)
+from diffcore.training._early_exit import (
+    EarlyExitModel,
+    ExitTerms,
+    MultiExitMLP,
+    early_exit_loss,
+    early_exit_model,
+    early_exit_terms,
+)
 from diffcore.training._error import FieldError, field_error
 from diffcore.training._fit import FitResult, fit
 from diffcore.training._flowmap_losses import (
@@ -43,19 +58,30 @@ from diffcore.training._net import MLPField, MLPMap
 __all__ = [
     "GRAPH_WEIGHTINGS",
     "WEIGHTINGS",
+    "BridgeMatchingResult",
+    "EarlyExitModel",
+    "ExitTerms",
     "FieldError",
     "FitResult",
     "GraphScoreNet",
     "LoRALinear",
     "MLPField",
     "MLPMap",
+    "MultiExitMLP",
     "add_lora",
+    "assemble",
+    "assembly_distillation_loss",
     "boot_loss",
+    "bridge_matching",
+    "bridge_matching_loss",
     "consistency_distillation_loss",
     "consistency_training_loss",
     "denoising_loss",
     "dsm_fp_loss",
     "dsm_loss",
+    "early_exit_loss",
+    "early_exit_model",
+    "early_exit_terms",
     "eulerian_distillation_loss",
     "field_error",
     "fit",
@@ -72,5 +98,6 @@ __all__ = [
     "progressive_distillation_loss",
     "sde_teacher",
     "shortcut_loss",
+    "simulate_bridge",
     "solver_teacher",
 ]
