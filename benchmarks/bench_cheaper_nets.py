@@ -6,6 +6,7 @@ probability-flow ODE (Heun) is then sampled from the same initial noise with
 
 * early exiting at a range of thresholds (the fraction of blocks evaluated is counted by the model);
 * fixed depths (always leave at block l: the static baseline at equal compute);
+* feature inheritance (A-SDM, training-free): the residual updates of chosen blocks reused for k - 1 calls;
 * students assembled from 2 and 3 of the 4 blocks, with inherited or random weights, distilled
   from the teacher by output + feature matching (their loss against steps shows what inheritance buys).
 
@@ -33,9 +34,15 @@ import torch
 from _report import Table, machine_lines, progress, write_markdown
 
 import diffcore as dc
-from diffcore.training import fit
-from diffcore.training._assembly import assemble, assembly_distillation_loss
-from diffcore.training._early_exit import MultiExitMLP, early_exit_loss, early_exit_model
+from diffcore.training import (
+    MultiExitMLP,
+    assemble,
+    assembly_distillation_loss,
+    early_exit_loss,
+    early_exit_model,
+    feature_reuse_model,
+    fit,
+)
 
 PROCESS = dc.VPSDE()
 N, STEPS, T_MIN = 2000, 25, 1e-3
@@ -102,6 +109,19 @@ def main() -> None:
         table.add(f"fixed depth {depth}", f"{depth / 4:.3f}", *cells(x))
     print(table.text(), flush=True)
 
+    progress("feature reuse")
+    notes = [
+        "the residual updates of the reused blocks are recomputed every k network calls and reused in between;",
+        "compute: blocks evaluated / 4 over all calls (closed form 1 - (|S|/4)(1 - ceil(N/k)/N), N calls).",
+    ]
+    reuse = Table("Feature inheritance (A-SDM) against refresh period", notes, ["reused blocks", "k", *columns[1:]])
+    for blocks in ((1, 2), (1, 2, 3)):
+        for k in (1, 2, 3, 4):
+            model = feature_reuse_model(teacher, blocks, refresh_every=k)
+            x = run(model)
+            reuse.add(str(blocks), k, f"{model.compute_fraction:.3f}", *cells(x))
+    print(reuse.text(), flush=True)
+
     progress("assembled students")
     notes = [
         "students keep blocks (0, 3) (1/2) and (0, 2, 3) (3/4) of the teacher with the teacher's last exit; "
@@ -132,7 +152,7 @@ def main() -> None:
             windows = [f"{np.mean(result.losses[a:b]):.4f}" for a, b in WINDOWS]
             students.add(name, "inherited" if inherit else "random", *windows, *cells(run(student)))
     print(students.text(), flush=True)
-    path = write_markdown("cheaper_nets", header, [table, students])
+    path = write_markdown("cheaper_nets", header, [table, reuse, students])
     progress(f"done in {time.perf_counter() - start:.1f} s; markdown copy in {path}")
 
 

@@ -26,8 +26,7 @@ from problems import PROBLEMS, PROCESS, T_MAX, T_MIN
 from threadpoolctl import threadpool_limits
 
 import diffcore as dc
-from diffcore.samplers._evodiff import EVODiff
-from diffcore.samplers._lml import exact_log_density_hessian, lml_langevin_step
+from diffcore.samplers import EVODiff, exact_log_density_hessian, lml_langevin_step
 from diffcore.testing import reference_ode_solution
 
 NFES = (5, 6, 8, 10, 15, 20)

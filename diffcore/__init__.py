@@ -7,7 +7,7 @@ systems, and Wasserstein comparisons; NumPy by default, torch tensors (CPU or GP
 code path.  ``import diffcore`` imports neither torch, POT nor networkx.
 """
 
-from diffcore import bridges, conditional, flowmaps, geometry, graphs, theory
+from diffcore import bridges, conditional, discrete, flowmaps, geometry, graphs, theory
 from diffcore._parametrization import PREDICTIONS, convert, reparametrize
 from diffcore.distributions import (
     ExactField,
@@ -176,6 +176,7 @@ __all__ = [
     "conditional",
     "convert",
     "dequantize",
+    "discrete",
     "divergence",
     "exact_denoiser",
     "exact_log_prob",

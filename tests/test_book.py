@@ -117,10 +117,12 @@ CHAPTERS = {
     "likelihood": _SCORE,
     "solvers": _SCORE,
     "flowmaps": _SCORE,
+    "refinements": _SCORE,
     "graphs": tuple(f"graph_score {name}" for name in SCALES),
     "checking": _SCORE,
     "guidance": _CONDITIONAL,
     "inverse": _CONDITIONAL,
+    "theory": _SCORE,
 }
 CASES = [(chapter, p) for chapter, perturbations in sorted(CHAPTERS.items()) for p in perturbations]
 

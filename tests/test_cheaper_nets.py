@@ -1,8 +1,10 @@
-"""Cheaper networks: DeeDiff early exiting and A-SDM model assembly (diffcore.training._early_exit, _assembly).
+"""Cheaper networks: DeeDiff early exiting, A-SDM model assembly and feature inheritance (diffcore.training).
 
 Oracles: the exit rule read off the uncertainties of every exit (``net.exits``), the identity of a
-residual network with all its blocks, and the minimiser of a square loss (the conditional mean; on
-a batch that an over-parametrised head can interpolate, the value at every point).
+residual network with all its blocks, the minimiser of a square loss (the conditional mean; on
+a batch that an over-parametrised head can interpolate, the value at every point), and for feature
+reuse the stale-feature formula recomputed from the network's hidden states and the closed-form
+count of block evaluations.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 import diffcore as dc
-from diffcore.training._assembly import assemble, assembly_distillation_loss
+from diffcore.training._assembly import assemble, assembly_distillation_loss, feature_reuse_model
 from diffcore.training._early_exit import (
     MultiExitMLP,
     _noisy_batch,
@@ -238,6 +240,77 @@ def test_distillation_terms_follow_their_definitions() -> None:
     np.testing.assert_allclose(got.item(), 0.5 * out_gap + 2.0 * feat_gap + 3.0 * task_gap, rtol=1e-10)
 
 
+# -- feature reuse (A-SDM feature inheritance) -------------------------------------------------------
+def test_refresh_every_one_is_the_network_exactly() -> None:
+    net = _net(4)
+    model = feature_reuse_model(net, [0, 1, 2, 3], refresh_every=1)
+    for k, t in enumerate((0.9, 0.7, np.linspace(0.1, 0.5, 40))):
+        x = _points(40, seed=k)
+        np.testing.assert_array_equal(model(x, t), net(x, t))  # bit for bit: the same operations
+    assert model.compute_fraction == 1.0 and model.calls == model.refreshes == 3
+
+
+def _stale_reference(net: MultiExitMLP, reuse, x_old, t_old, x_new, t_new) -> np.ndarray:
+    """``h_l = h_{l-1} + r_l`` with ``r_l = h^old_l - h^old_{l-1}`` (the old call's states) for reused blocks."""
+
+    def tensor(t):  # a float time stays a float (as in net(x, t)); arrays become float64 tensors
+        return torch.from_numpy(t) if isinstance(t, np.ndarray) else t
+
+    def start(x, t):
+        flat, emb = net._inputs(torch.as_tensor(x), tensor(t))
+        return net.embed(torch.cat([flat, emb], dim=1))
+
+    with torch.no_grad():
+        old = [start(x_old, t_old), *net._states(torch.as_tensor(x_old), tensor(t_old))[0]]
+        h = start(x_new, t_new)
+        for k, block in enumerate(net.blocks):
+            h = h + (old[k + 1] - old[k]) if k in reuse else block(h)
+        return net._exit(net.n_blocks - 1, h).numpy()
+
+
+def test_stale_calls_follow_the_stale_feature_formula() -> None:
+    net = _net(4, dtype=torch.float64)
+    model = feature_reuse_model(net, [1, 2], refresh_every=3)
+    xs = [_points(30, seed=k) for k in range(4)]
+    ts = [0.8, 0.75, np.linspace(0.3, 0.7, 30), 0.6]
+    outs = [model(x, t) for x, t in zip(xs, ts, strict=True)]
+    np.testing.assert_array_equal(outs[0], net(xs[0], ts[0]))  # call 0 refreshes
+    np.testing.assert_array_equal(outs[3], net(xs[3], ts[3]))  # call 3 refreshes
+    for j in (1, 2):  # stale: the updates of blocks 1, 2 come from call 0
+        expected = _stale_reference(net, (1, 2), xs[0], ts[0], xs[j], ts[j])
+        # float64; the reference takes the update as a difference of states: rounding ~1e-15
+        np.testing.assert_allclose(outs[j], expected, rtol=0, atol=1e-12)
+        # and the stale output is not the network's: the check above can tell them apart
+        assert np.abs(outs[j] - net(xs[j], ts[j])).max() > 1e-3
+
+
+@pytest.mark.parametrize(("reuse", "k", "calls"), [((1, 2), 2, 7), ((0, 1, 2), 3, 10), ((3,), 4, 4), ((), 2, 5)])
+def test_compute_fraction_counts_block_evaluations(reuse, k, calls) -> None:
+    """``1 - (|S| / L)(1 - ceil(N / k) / N)`` for ``N`` calls of one batch size; a new batch size refreshes."""
+    net = _net(4)
+    model = feature_reuse_model(net, reuse, refresh_every=k)
+    for j in range(calls):
+        model(_points(8, seed=j), 1.0 - j / calls)
+    refreshes = math.ceil(calls / k)
+    assert model.refreshes == refreshes and model.calls == calls
+    assert model.compute_fraction == pytest.approx(1 - len(reuse) / 4 * (1 - refreshes / calls), rel=1e-12)
+    model(_points(5), 0.1)  # another batch shape: a refresh whatever the call count, counted per point
+    work = (8 * (4 * refreshes + (4 - len(reuse)) * (calls - refreshes)) + 5 * 4) / (4 * (8 * calls + 5))
+    assert model.refreshes == refreshes + 1 and model.compute_fraction == pytest.approx(work, rel=1e-12)
+    model.reset()
+    assert model.calls == 0 and math.isnan(model.compute_fraction)
+
+
+def test_feature_reuse_samples_with_diffcore() -> None:
+    """One model call per NFE; with k = 2 every other call refreshes."""
+    net = _net(4, width=8)
+    model = feature_reuse_model(net, [1, 2], refresh_every=2)
+    sol = dc.sample(VP, dc.reparametrize(model, VP, source="eps"), _points(6), method="heun", steps=3)
+    assert np.all(np.isfinite(sol.x)) and model.calls == sol.nfe >= 5
+    refreshes = math.ceil(sol.nfe / 2)
+    assert model.compute_fraction == pytest.approx(1 - 0.5 * (1 - refreshes / sol.nfe), rel=1e-12)
+
+
 # -- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("call", "error", "word"),
@@ -256,6 +329,15 @@ def test_distillation_terms_follow_their_definitions() -> None:
         (lambda n: assemble(n, 2), TypeError, "keep"),
         (lambda n: assemble(n, [0], inherit="yes"), TypeError, "inherit"),
         (lambda n: assemble(torch.nn.Linear(2, 2), [0]), TypeError, "net"),
+        (lambda n: feature_reuse_model(lambda x, t: x, [0]), TypeError, "net"),
+        (lambda n: feature_reuse_model(n, [4]), ValueError, "reuse_blocks"),
+        (lambda n: feature_reuse_model(n, [-1]), ValueError, "reuse_blocks"),
+        (lambda n: feature_reuse_model(n, [1, 1]), ValueError, "reuse_blocks"),
+        (lambda n: feature_reuse_model(n, [0.5]), TypeError, "reuse_blocks"),
+        (lambda n: feature_reuse_model(n, 2), TypeError, "reuse_blocks"),
+        (lambda n: feature_reuse_model(n, [1], refresh_every=0), ValueError, "refresh_every"),
+        (lambda n: feature_reuse_model(n, [1], refresh_every=2.0), TypeError, "refresh_every"),
+        (lambda n: feature_reuse_model(n, [1])(np.zeros((3, 3)), 0.5), ValueError, "x"),
         (lambda n: MultiExitMLP(2, prediction="noise"), ValueError, "prediction"),
         (lambda n: MultiExitMLP(2, n_blocks=0), ValueError, "n_blocks"),
         (lambda n: n(np.zeros((3, 3)), 0.5), ValueError, "x"),

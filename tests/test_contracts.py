@@ -31,6 +31,7 @@ import torch
 import diffcore as dc
 import diffcore.bridges as dbr
 import diffcore.conditional as dcc
+import diffcore.discrete as dd
 import diffcore.flowmaps as dfm
 import diffcore.geometry as dgeo
 import diffcore.graphs as dg
@@ -662,6 +663,14 @@ row(
     {"rng": "rng"},
     out=None,
 )
+# a fresh model per call; the second call reuses stale updates of block 0 (only a NaN row's own cache is NaN)
+row(
+    "diffcore.training.feature_reuse_model",
+    lambda x, t: (lambda m: (m(x, t), m(x, t))[1])(dtr.feature_reuse_model(EENET, [0], refresh_every=2)),
+    {"x": X, "t": 0.5},
+    {"x": "points", "t": "time"},
+    nan="rows",
+)
 row(
     "diffcore.training.assembly_distillation_loss",
     lambda x0, t_min, rng, feature_weight: dtr.assembly_distillation_loss(
@@ -724,6 +733,149 @@ row(
     {"sigma": "positive", "iterations": "count"},
     out=None,
 )
+
+# discrete: the CTMC laboratory (laws over sequences, forward processes, exact reverse quantities)
+DLAW = dd.TableLaw(np.full(9, 1 / 9), 3, 2)
+DTOK = np.array([[0, 1], [2, 2], [1, 0]])
+DMASKED = np.array([[0, 3], [3, 3], [1, 0]])
+DABS = dd.AbsorbingDiffusion(3)
+row(
+    "diffcore.discrete.enumerate_states",
+    lambda num_states, length: dd.enumerate_states(num_states, length),
+    {"num_states": 3, "length": 2},
+    {"num_states": "count", "length": "count"},
+    out=None,
+)
+row(
+    "diffcore.discrete.state_index",
+    lambda x, num_states: dd.state_index(x, num_states),
+    {"x": DTOK, "num_states": 3},
+    {"x": "array", "num_states": "count"},
+)
+row("diffcore.discrete.check_tokens", lambda x: dd.check_tokens("x", x, 3), {"x": DTOK}, {"x": "array"})
+row(
+    "diffcore.discrete.TableLaw",
+    lambda probs, vocab_size: dd.TableLaw(probs, vocab_size, 2).probs,
+    {"probs": np.full(9, 1 / 9), "vocab_size": 3},
+    {"probs": "array", "vocab_size": "count"},
+    out=None,
+)
+row(
+    "diffcore.discrete.TableLaw.sample",
+    lambda n, rng: DLAW.sample(n, rng),
+    {"n": 4, "rng": 0},
+    {"n": "size", "rng": "rng"},
+    out=None,
+)
+row("diffcore.discrete.TableLaw.log_prob", lambda x: DLAW.log_prob(x), {"x": DTOK}, {"x": "array"})
+row(
+    "diffcore.discrete.MarkovChainLaw",
+    lambda initial, transition, length: dd.MarkovChainLaw(initial, transition, length).table().probs,
+    {"initial": np.array([0.5, 0.5]), "transition": np.array([[0.9, 0.1], [0.2, 0.8]]), "length": 3},
+    {"initial": "array", "transition": "array", "length": "count"},
+    out=None,
+)
+row(
+    "diffcore.discrete.FactorizedLaw",
+    lambda marginals: dd.FactorizedLaw(marginals).table().probs,
+    {"marginals": np.array([[0.2, 0.8], [0.5, 0.5]])},
+    {"marginals": "array"},
+    out=None,
+)
+for _cls in (dd.UniformDiffusion, dd.AbsorbingDiffusion):
+    row(
+        f"diffcore.discrete.{_cls.__name__}",
+        lambda vocab_size, beta, t, _c=_cls: _c(vocab_size, beta).transition(t),
+        {"vocab_size": 3, "beta": 1.5, "t": 0.5},
+        {"vocab_size": "count", "beta": "positive", "t": "time"},
+        out=None,
+    )
+row(
+    "diffcore.discrete.MarkovDiffusion",
+    lambda generator, beta: dd.MarkovDiffusion(generator, beta).transition(0.5),
+    {"generator": np.array([[-1.0, 1.0], [0.5, -0.5]]), "beta": 2.0},
+    {"generator": "array", "beta": "positive"},
+    out=None,
+)
+row(
+    "diffcore.discrete.AbstractCTMCDiffusion.transition",
+    lambda t, s: DABS.transition(t, s),
+    {"t": 0.7, "s": 0.2},
+    {"t": "time", "s": "time"},
+    out=None,
+)
+row(
+    "diffcore.discrete.AbstractCTMCDiffusion.sample_transition",
+    lambda x_s, s, t, rng: DABS.sample_transition(x_s, s, t, rng),
+    {"x_s": DTOK, "s": 0.2, "t": 0.7, "rng": 0},
+    {"x_s": "array", "s": "time", "t": "time", "rng": "rng"},
+)
+row(
+    "diffcore.discrete.AbstractCTMCDiffusion.marginal",
+    lambda t: DABS.marginal(DLAW, t),
+    {"t": 0.5},
+    {"t": "time"},
+    out=None,
+)
+row(
+    "diffcore.discrete.AbstractCTMCDiffusion.posterior",
+    lambda x_t, x_0, s, t: DABS.posterior(x_t, x_0, s, t),
+    {"x_t": DMASKED, "x_0": DTOK, "s": 0.3, "t": 0.6},
+    {"x_t": "array", "x_0": "array", "s": "time", "t": "time"},
+)
+row(
+    "diffcore.discrete.RateSchedule",
+    lambda rate: dd.RateSchedule(rate, lambda t: t).integral(0.5),
+    {"rate": lambda t: 1.0},
+    {},
+    out=None,
+)
+for _fn, _kw in (
+    (dd.linear_schedule, {"beta_min": 0.1, "beta_max": 5.0}),
+    (dd.log_linear_schedule, {"eps": 1e-3}),
+    (dd.geometric_schedule, {"sigma_min": 1e-3, "sigma_max": 5.0}),
+    (dd.constant_schedule, {"beta": 1.0}),
+):
+    row(
+        f"diffcore.discrete.{_fn.__name__}",
+        lambda _f=_fn, **kw: _f(**kw).integral(0.5),
+        _kw,
+        dict.fromkeys(_kw, "positive"),
+        out=None,
+    )
+row(
+    "diffcore.discrete.exact_posterior_x0",
+    lambda x_t, t: dd.exact_posterior_x0(DABS, DLAW, x_t, t),
+    {"x_t": DMASKED, "t": 0.5},
+    {"x_t": "array", "t": "time"},
+)
+for _fn in (dd.concrete_score, dd.reverse_rates):
+    row(
+        f"diffcore.discrete.{_fn.__name__}",
+        lambda x, t, _f=_fn: _f(DABS, DLAW, x, t),
+        {"x": DMASKED, "t": 0.5},
+        {"x": "array", "t": "time"},
+    )
+row(
+    "diffcore.discrete.exact_denoiser[ExactDenoiser]",
+    lambda x_t, t: dd.exact_denoiser(DABS, DLAW)(x_t, t),
+    {"x_t": DMASKED, "t": 0.5},
+    {"x_t": "array", "t": "time"},
+)
+row(
+    "diffcore.discrete.reverse_generator",
+    lambda t: dd.reverse_generator(DABS, DLAW, t),
+    {"t": 0.5},
+    {"t": "time"},
+    out=None,
+)
+for _fn in (dd.concrete_score_from_denoiser, dd.reverse_rates_from_denoiser):
+    row(
+        f"diffcore.discrete.{_fn.__name__}",
+        lambda x, t, denoiser, _f=_fn: _f(DABS, denoiser, x, t),
+        {"x": DMASKED, "t": 0.5, "denoiser": dd.exact_denoiser(DABS, DLAW)},
+        {"x": "array", "t": "time", "denoiser": "model"},
+    )
 
 # bridges
 _SB = dbr.GaussianSchrodingerBridge(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), 1.0)
@@ -2172,6 +2324,7 @@ EXEMPT: dict[str, str] = {
     "BridgeMatchingResult": "the result record of diffcore.training.bridge_matching: checked through its row",
     "EarlyExitModel": "what early_exit_model builds: checked through its row",
     "ExitTerms": "the result record of early_exit_terms",
+    "FeatureReuseModel": "what feature_reuse_model builds: checked through its row",
     "HeatGeodesicEmbedding": "a frozen result record, built only by heat_geodesic_embedding",
     "w2_1d": "takes two laws, not arrays (a law of dim != 1 raises ValueError, tests/test_theory.py)",
     "MAP_PARAMETRIZATIONS": "a constant registry",
@@ -2209,6 +2362,7 @@ def _public_names() -> list[tuple[str, str]]:
         "diffcore.bridges": dbr,
         "diffcore.theory": dct,
         "diffcore.geometry": dgeo,
+        "diffcore.discrete": dd,
     }
     return [(m, name) for m, mod in modules.items() for name in mod.__all__]
 

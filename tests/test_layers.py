@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "bridges": 4,
     "theory": 4,
     "geometry": 4,
+    "discrete": 4,
     # above everything: the correctness kit and the search over grids and schedules
     "testing": 5,
     "search": 5,

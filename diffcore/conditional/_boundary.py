@@ -14,7 +14,7 @@ best and reuse it for every new ``y``.
 
 In the laboratory (Gaussian prior, linear-Gaussian measurement) the exact map *is* affine,
 ``Phi(z; y) = A z + B y + c``, and the minimiser is least squares (book section "Optimal
-boundary conditions", eq. ``boundary-optimum``):
+boundary conditions" of the chapter "Better steps, better starts, cheaper networks", eq. ``refinements-optimum``):
 
 .. math:: z^\star = (A^\top A)^{+} A^\top\, \mathbb{E}[x_0 - B y - c],
 
@@ -279,8 +279,8 @@ def optimal_boundary(
     r"""The starting point ``z*`` minimising ``E ||Phi(z; y) - x_0||^2`` for an affine map, by least squares.
 
     With ``Phi(z; y) = A z + b(y)``, ``b(y) = B y + c``, the objective is the quadratic
-    ``||A z - r||^2 + T`` with ``r = E[x_0 - b(y)]``, so (book section "Optimal boundary
-    conditions", eq. ``boundary-optimum``; the affine case of Ma et al. 2024)
+    ``||A z - r||^2 + T`` with ``r = E[x_0 - b(y)]``, so (book chapter ``refinements``,
+    eq. ``refinements-optimum``; the affine case of Ma et al. 2024)
 
     .. math:: z^\star = (A^\top A)^{+} A^\top\, \mathbb{E}[x_0 - b(y)],\qquad
               \mathbb{E}_{z \sim N(0, I)} \mathrm{MSE}(z) = \mathrm{MSE}(z^\star)

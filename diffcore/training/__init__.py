@@ -14,7 +14,7 @@ try:
 except ImportError as err:  # pragma: no cover - torch is part of the dev install
     raise ImportError("diffcore.training needs torch; install it with `pip install diffcore[torch]`") from err
 
-from diffcore.training._assembly import assemble, assembly_distillation_loss
+from diffcore.training._assembly import FeatureReuseModel, assemble, assembly_distillation_loss, feature_reuse_model
 from diffcore.training._bridge_matching import (
     BridgeMatchingResult,
     bridge_matching,
@@ -61,6 +61,7 @@ __all__ = [
     "BridgeMatchingResult",
     "EarlyExitModel",
     "ExitTerms",
+    "FeatureReuseModel",
     "FieldError",
     "FitResult",
     "GraphScoreNet",
@@ -83,6 +84,7 @@ __all__ = [
     "early_exit_model",
     "early_exit_terms",
     "eulerian_distillation_loss",
+    "feature_reuse_model",
     "field_error",
     "fit",
     "flow_matching_loss",
