@@ -15,6 +15,8 @@ Perturbations (applied by monkeypatching the class, so every field the chapter b
   chapter that samples, estimates or converts with an exact field must notice all three.
 - ``graph_score 0.9x`` etc.: the graph laboratory's exact joint score is scaled
   (``GraphLaboratory.exact_score``), for the graphs chapter, whose laboratory is not an ``ExactField``.
+- ``discrete_denoiser 0.9x`` etc.: the discrete laboratory's exact denoiser ``p(x_0 | x_t)`` is tempered
+  to the power 0.9, 1.1, 1.2 and renormalised (``diffcore.discrete.ExactDenoiser``), for the discrete chapter.
 - ``diffusion``: the process's ``g(t)^2`` is 2 % too large, i.e. the SDE no longer matches its
   own marginals (for the toolkit chapter, whose claims are about SDEs, not scores).
 
@@ -87,6 +89,26 @@ for _cls in (_labelled.ConditionalScore, _labelled.ClassifierScore, _posterior.L
     )
 
 
+def _discrete_prelude(factor: float) -> str:
+    """The discrete laboratory's exact denoiser tempered: ``p(x_0 | x_t)^factor``, renormalised per token.
+
+    Everything the discrete chapter derives from the exact denoiser (reverse rates, concrete scores, the
+    samplers' steps, guided denoisers) inherits the error; tempering keeps a valid law (rows sum to 1,
+    zeros stay zero), so the computations run and only their agreement with the exact laws breaks.
+    """
+    return f"""
+from diffcore.discrete import _exact
+
+_denoise = _exact.ExactDenoiser.__call__
+
+def _tempered(self, *args, **kwargs):
+    p = _denoise(self, *args, **kwargs) ** {factor!r}
+    return p / p.sum(axis=-1, keepdims=True)
+
+_exact.ExactDenoiser.__call__ = _tempered
+"""
+
+
 # The score perturbations bracket the exact field from both sides: a score 10 % too short, 10 %
 # and 20 % too long.  A verification cell that claims to notice a score error of 10 to 20 % must
 # notice all three (the book review of 2026-12 found checks that passed 0.9x and 1.2x).
@@ -94,6 +116,7 @@ SCALES = {"0.9x": 0.9, "1.1x": 1.1, "1.2x": 1.2}
 PERTURBATIONS = {f"score {name}": _score_prelude(f) for name, f in SCALES.items()}
 PERTURBATIONS |= {f"graph_score {name}": _graph_score_prelude(f) for name, f in SCALES.items()}
 PERTURBATIONS |= {f"conditional {name}": _conditional_prelude(f) for name, f in SCALES.items()}
+PERTURBATIONS |= {f"discrete_denoiser {name}": _discrete_prelude(f) for name, f in SCALES.items()}
 PERTURBATIONS["diffusion"] = """
 from diffcore.processes import AbstractProcess
 
@@ -104,6 +127,7 @@ AbstractProcess.diffusion = lambda self, t: (1.02 * _g2(self, t)) ** 0.5
 
 _SCORE = tuple(f"score {name}" for name in SCALES)
 _CONDITIONAL = tuple(f"conditional {name}" for name in SCALES)
+_DISCRETE = tuple(f"discrete_denoiser {name}" for name in SCALES)
 CHAPTERS = {
     "intro": _SCORE,
     "toolkit": ("diffusion",),
@@ -122,6 +146,7 @@ CHAPTERS = {
     "checking": _SCORE,
     "guidance": _CONDITIONAL,
     "inverse": _CONDITIONAL,
+    "bridges": _SCORE,
     "theory": _SCORE,
 }
 CASES = [(chapter, p) for chapter, perturbations in sorted(CHAPTERS.items()) for p in perturbations]

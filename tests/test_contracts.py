@@ -877,6 +877,156 @@ for _fn in (dd.concrete_score_from_denoiser, dd.reverse_rates_from_denoiser):
         {"x": "array", "t": "time", "denoiser": "model"},
     )
 
+# discrete: posterior sampling with a masked-diffusion prior (diffcore/discrete/_posterior.py)
+DP_LAW = dd.MarkovChainLaw(np.array([0.5, 0.3, 0.2]), np.full((3, 3), 1 / 3), 2)
+DP_DEN = dd.exact_denoiser(DABS, DP_LAW)
+DP_OBS = dd.TokenChannelObservation(3, 2, 0.2)
+DP_Y = np.array([2, 0])
+row(
+    "diffcore.discrete.InpaintingObservation",
+    lambda y: dd.InpaintingObservation([1], 3, 2).likelihood(y),
+    {"y": np.array([1])},
+    {"y": "array"},
+    out=None,
+)
+row(
+    "diffcore.discrete.TokenChannelObservation",
+    lambda vocab_size, eps, y: dd.TokenChannelObservation(vocab_size, 2, eps).likelihood(y),
+    {"vocab_size": 3, "eps": 0.2, "y": DP_Y},
+    {"vocab_size": "count", "eps": "nonnegative", "y": "array"},
+    out=None,
+)
+row(
+    "diffcore.discrete.AbstractTokenObservation.sample",
+    lambda x, rng: DP_OBS.sample(x, rng),
+    {"x": DTOK, "rng": 0},
+    {"x": "array", "rng": "rng"},
+)
+row(
+    "diffcore.discrete.AbstractTokenObservation.log_likelihood",
+    lambda x: DP_OBS.log_likelihood(x, DP_Y),
+    {"x": DTOK},
+    {"x": "array"},
+)
+row(
+    "diffcore.discrete.TableObservation",
+    lambda likelihood: dd.TableObservation(likelihood, 3, 2).likelihood(1),
+    {"likelihood": np.full((9, 2), 0.5)},
+    {"likelihood": "array"},
+    out=None,
+)
+row(
+    "diffcore.discrete.exact_posterior",
+    lambda y: dd.exact_posterior(DP_LAW, DP_OBS, y).probs,
+    {"y": DP_Y},
+    {"y": "array"},
+    out=None,
+)
+row(
+    "diffcore.discrete.guided_denoiser",
+    lambda x_t, guidance, eta, iterations: dd.guided_denoiser(
+        DP_DEN, DP_OBS, DP_Y, guidance=guidance, eta=eta, iterations=iterations
+    )(x_t, 0.5),
+    {"x_t": DMASKED, "guidance": "quantized", "eta": 1.0, "iterations": 2},
+    {"x_t": "array", "guidance": "choice", "eta": "positive", "iterations": "count"},
+)
+row(
+    "diffcore.discrete.masked_sample",
+    lambda n, length, steps, order, rng: dd.masked_sample(DABS, DP_DEN, n, length, steps=steps, order=order, rng=rng),
+    {"n": 4, "length": 2, "steps": 2, "order": "anchored", "rng": 0},
+    {"n": "size", "length": "count", "steps": "count", "order": "choice", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.discrete.masked_sample_law",
+    lambda length, steps, order: dd.masked_sample_law(DABS, DP_DEN, length, steps=steps, order=order),
+    {"length": 2, "steps": 2, "order": "random"},
+    {"length": "count", "steps": "count", "order": "choice"},
+    out=None,
+)
+for _f in (dd.naive_posterior_sample, dd.anchored_posterior_sample):
+    row(
+        f"diffcore.discrete.{_f.__name__}",
+        lambda y, n, steps, rng, _f=_f: _f(DABS, DP_DEN, DP_OBS, y, n, steps=steps, rng=rng),
+        {"y": DP_Y, "n": 4, "steps": 2, "rng": 0},
+        {"y": "array", "n": "size", "steps": "count", "rng": "rng"},
+        out=None,
+    )
+row(
+    "diffcore.discrete.empirical_tv",
+    lambda samples, probs: dd.empirical_tv(samples, probs, 3)[0],
+    {"samples": DTOK, "probs": np.full(9, 1 / 9)},
+    {"samples": "array", "probs": "array"},
+    out=None,
+)
+
+# discrete samplers (diffcore/discrete/_samplers.py)
+DS_DEN = dd.exact_denoiser(DABS, DLAW)
+for _method in dd.DISCRETE_SOLVERS:
+    row(
+        f"diffcore.discrete.discrete_sample[{_method}]",
+        lambda x_init, model, steps, t_min, rng, _m=_method: dd.discrete_sample(
+            DABS, model, x_init, method=_m, steps=steps, t_min=t_min, rng=rng
+        ),
+        {"x_init": DMASKED, "model": DS_DEN, "steps": 2, "t_min": 0.1, "rng": 0},
+        {"x_init": "array", "model": "model", "steps": "count", "t_min": "time", "rng": "rng"},
+        out=_x,
+    )
+row(
+    "diffcore.discrete.discrete_sampler_law",
+    lambda p_init, model, steps, method: dd.discrete_sampler_law(DABS, model, p_init, method=method, steps=steps),
+    {"p_init": DABS.marginal(DLAW, 1.0), "model": DS_DEN, "steps": 2, "method": "euler"},
+    {"p_init": "array", "model": "model", "steps": "count", "method": "choice"},
+    out=None,
+)
+row(
+    "diffcore.discrete.GillespieSampler",
+    lambda safety: dd.GillespieSampler(safety),
+    {"safety": 2.0},
+    {"safety": "positive"},
+    out=None,
+)
+
+# training: discrete diffusion losses (D3PM, masked diffusion, score entropy) and a small denoiser
+DPROC, DUNI = dd.AbsorbingDiffusion(3), dd.UniformDiffusion(3)
+DNET = dtr.DiscreteDenoiser(3, 2, num_states=4, width=8, depth=1, rng=0, dtype=torch.float64)
+DSNET = dtr.DiscreteDenoiser(3, 2, output="log_score", width=8, depth=1, rng=0, dtype=torch.float64)
+DX0 = np.array([[0, 1], [2, 0]])
+row(
+    "diffcore.training.d3pm_loss",
+    lambda steps, t_max, rng, hybrid: dtr.d3pm_loss(DNET, DX0, DUNI, rng, steps=steps, t_max=t_max, hybrid=hybrid),
+    {"steps": 3, "t_max": 1.0, "rng": 0, "hybrid": 0.01},
+    {"steps": "count", "t_max": "time", "rng": "rng", "hybrid": "nonnegative"},
+    out=None,
+)
+row(
+    "diffcore.training.masked_diffusion_loss",
+    lambda t_min, rng: dtr.masked_diffusion_loss(DNET, DX0, DPROC, rng, t_min=t_min),
+    {"t_min": 0.0, "rng": 0},
+    {"t_min": "time", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.training.score_entropy_loss",
+    lambda t_min, rng: dtr.score_entropy_loss(DSNET, DX0, DUNI, rng, t_min=t_min),
+    {"t_min": 1e-3, "rng": 0},
+    {"t_min": "time", "rng": "rng"},
+    out=None,
+)
+row(
+    "diffcore.training.masked_diffusion_nelbo",
+    lambda points, t_max: dtr.masked_diffusion_nelbo(DNET.numpy_denoiser(), DPROC, DX0, points=points, t_max=t_max),
+    {"points": 4, "t_max": 1.0},
+    {"points": "count", "t_max": "time"},
+)
+row(
+    "diffcore.training.DiscreteDenoiser.__init__",
+    lambda vocab_size, length, width, output: dtr.DiscreteDenoiser(vocab_size, length, width=width, output=output),
+    {"vocab_size": 3, "length": 2, "width": 4, "output": "denoiser"},
+    {"vocab_size": "count", "length": "count", "width": "count", "output": "choice"},
+    out=None,
+)
+
 # bridges
 _SB = dbr.GaussianSchrodingerBridge(np.zeros(2), np.eye(2), np.ones(2), 2 * np.eye(2), 1.0)
 row(
@@ -2319,6 +2469,12 @@ EXEMPT: dict[str, str] = {
     ),
     "PREDICTION_TYPES": "a constant registry",
     "ScoreErrorBound": "a frozen result record that diffcore builds",
+    "DISCRETE_SOLVERS": "a constant registry",
+    "DiscreteSolution": "a result record of discrete_sample: checked through its rows",
+    **dict.fromkeys(
+        ["EulerStep", "TauLeaping", "TweedieStep", "MaskedUnmasking"],
+        "a discrete solver without arguments: exercised through the discrete_sample[...] rows",
+    ),
     "EntropicCoupling": "the result record of diffcore.bridges.entropic_coupling: checked through that row",
     "BridgeIterations": "the result record of gaussian_ipf / gaussian_imf: checked through their rows",
     "BridgeMatchingResult": "the result record of diffcore.training.bridge_matching: checked through its row",

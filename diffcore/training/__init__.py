@@ -21,6 +21,13 @@ from diffcore.training._bridge_matching import (
     bridge_matching_loss,
     simulate_bridge,
 )
+from diffcore.training._discrete_losses import (
+    d3pm_loss,
+    masked_diffusion_loss,
+    masked_diffusion_nelbo,
+    score_entropy_loss,
+)
+from diffcore.training._discrete_net import DiscreteDenoiser
 from diffcore.training._early_exit import (
     EarlyExitModel,
     ExitTerms,
@@ -59,6 +66,7 @@ __all__ = [
     "GRAPH_WEIGHTINGS",
     "WEIGHTINGS",
     "BridgeMatchingResult",
+    "DiscreteDenoiser",
     "EarlyExitModel",
     "ExitTerms",
     "FeatureReuseModel",
@@ -77,6 +85,7 @@ __all__ = [
     "bridge_matching_loss",
     "consistency_distillation_loss",
     "consistency_training_loss",
+    "d3pm_loss",
     "denoising_loss",
     "dsm_fp_loss",
     "dsm_loss",
@@ -96,8 +105,11 @@ __all__ = [
     "interpolant_score_loss",
     "interpolant_velocity_loss",
     "lora_parameters",
+    "masked_diffusion_loss",
+    "masked_diffusion_nelbo",
     "meanflow_loss",
     "progressive_distillation_loss",
+    "score_entropy_loss",
     "sde_teacher",
     "shortcut_loss",
     "simulate_bridge",
