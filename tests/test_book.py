@@ -143,6 +143,7 @@ CHAPTERS = {
     "flowmaps": _SCORE,
     "refinements": _SCORE,
     "graphs": tuple(f"graph_score {name}" for name in SCALES),
+    "discrete": _DISCRETE,
     "checking": _SCORE,
     "guidance": _CONDITIONAL,
     "inverse": _CONDITIONAL,
