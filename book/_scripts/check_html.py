@@ -1,4 +1,4 @@
-"""Check a built Jupyter Book: every page exists, no cell output is an error, every image is on disk.
+"""Check a built Jupyter Book: pages, cell outputs, images and their alt text, internal links, notebooks.
 
 Run after ``jupyter-book build`` (``make book`` does)::
 
@@ -6,11 +6,20 @@ Run after ``jupyter-book build`` (``make book`` does)::
 
 It fails (exit status 1, one line per problem) when
 
-* a page listed in ``_toc.yml`` has no ``<page>.html`` in the HTML folder;
+* a page listed in ``_toc.yml`` has no ``<page>.html`` in the HTML folder, or its footer does not show
+  the diffcore version (``book/_ext/version_footer.py``);
 * a cell output of any page is a traceback, an error or text written to stderr
   (myst-nb's ``output traceback`` / ``output error`` / ``output stderr`` blocks, or
   ``Traceback (most recent call last)`` anywhere inside a ``cell_output``);
 * an ``<img src=...>`` of any page points to a local file that does not exist;
+* an ``<img>`` has no meaningful ``alt`` text: missing, empty, the image's file name or path, a bare
+  hash, a generic word ("image", "png", "figure", ...) or matplotlib's ``<Figure size ...>`` repr; a
+  figure of the book (an image under ``_images/``) needs at least a short sentence
+  (``MIN_FIGURE_ALT_WORDS`` words): give ``glue:figure`` an ``:alt:`` option and close the figure
+  (``plt.close(fig)``) after gluing it, so that its code cell shows no unlabelled copy;
+* an internal link (an ``<a href>`` that is not ``http:``, ``mailto:``, ...) of any page is broken:
+  its target file does not exist, or its ``#anchor`` is not an ``id`` (or ``<a name>``) in the
+  target page. Each is reported as ``page -> target``;
 * a notebook page (a source with a ``kernelspec``) lacks its download ``_sources/<page>.ipynb``,
   that notebook is invalid or does not start with the hidden cell that installs diffcore
   (``book/_ext/notebooks.py``), the install cell shows in the HTML, or the page has no
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,7 +39,14 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import yaml
 
+import diffcore
+
 SOURCE_SUFFIXES = (".md", ".ipynb", ".rst")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf")
+GENERIC_ALTS = set(
+    "image img png jpg jpeg svg figure fig picture graph plot chart output untitled alt none todo".split()
+)
+MIN_FIGURE_ALT_WORDS = 6  # a figure's alt text says what it shows: a sentence, not a title
 BAD_OUTPUT_CLASSES = {"traceback", "error", "stderr"}
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -56,18 +73,26 @@ def toc_pages(toc_path: Path) -> list[str]:
 
 
 class PageScanner(HTMLParser):
-    """Collect ``<img src>`` values and error outputs of cells from one HTML page."""
+    """Collect images with their alt text, link targets, element ids and error outputs of one HTML page."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.images: list[str] = []
+        self.images: list[tuple[str, str | None]] = []  # (src, alt or None when absent)
+        self.links: list[str] = []
+        self.ids: set[str] = set()
         self.bad_outputs: list[str] = []
         self._stack: list[bool] = []  # for each open element: is it inside a cell output?
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         if tag == "img" and attributes.get("src"):
-            self.images.append(attributes["src"])
+            self.images.append((attributes["src"], attributes.get("alt")))
+        if tag in {"a", "area"} and attributes.get("href"):
+            self.links.append(attributes["href"])
+        if attributes.get("id"):
+            self.ids.add(attributes["id"])
+        if tag == "a" and attributes.get("name"):
+            self.ids.add(attributes["name"])
         classes = set((attributes.get("class") or "").split())
         if "output" in classes and classes & BAD_OUTPUT_CLASSES:
             self.bad_outputs.append(f'an output block of class "{" ".join(sorted(classes))}"')
@@ -84,28 +109,95 @@ class PageScanner(HTMLParser):
             self.bad_outputs.append("a cell output that contains a Python traceback")
 
 
+def scan(html: Path) -> PageScanner:
+    """Parse one built page."""
+    scanner = PageScanner()
+    scanner.feed(html.read_text(encoding="utf8"))
+    scanner.close()
+    return scanner
+
+
+def alt_problem(src: str, alt: str | None) -> str | None:
+    """Say why ``alt`` is not a meaningful text alternative for the image at ``src``, or return None."""
+    if alt is None:
+        return "has no alt attribute"
+    text = " ".join(alt.split())
+    if not text:
+        return "has an empty alt"
+    path = unquote(urlsplit(src).path)
+    lowered = text.lower()
+    if lowered in {path.lower(), Path(path).name.lower(), Path(path).stem.lower()} or lowered.endswith(IMAGE_SUFFIXES):
+        return f"has its file name as alt ({text!r})"
+    if re.fullmatch(r"[0-9a-f]{16,}", lowered):
+        return f"has a bare hash as alt ({text!r})"
+    if lowered.strip(" .:") in GENERIC_ALTS or lowered.startswith("<figure size"):
+        return f"has a generic alt ({text!r})"
+    words = len(re.findall(r"[^\W_]+", text))
+    if "_images/" in path and words < MIN_FIGURE_ALT_WORDS:
+        return f"is a figure whose alt ({text!r}) has {words} word(s), fewer than {MIN_FIGURE_ALT_WORDS}"
+    return None
+
+
+def link_problems(html_dir: Path, scanners: dict[Path, PageScanner]) -> list[str]:
+    """Return one ``page -> target`` message per internal link whose file or anchor does not exist.
+
+    ``scanners`` holds the parsed pages, by resolved path; target pages outside it are parsed on demand.
+    """
+    problems = []
+    for page, scanner in scanners.copy().items():
+        for href in scanner.links:
+            url = urlsplit(href)
+            if url.scheme or url.netloc:  # http(s):, mailto:, javascript:, //host/ are external
+                continue
+            target = (page.parent / unquote(url.path)).resolve() if url.path else page
+            if url.path.endswith("/") or target.is_dir():
+                target = target / "index.html"
+            where = f"{page.relative_to(html_dir)} -> {href}"
+            if not target.is_relative_to(html_dir):
+                problems.append(f"broken link {where}: {target} is outside the built book {html_dir}")
+                continue
+            if not target.is_file():
+                problems.append(f"broken link {where}: {target.relative_to(html_dir)} does not exist")
+                continue
+            anchor = unquote(url.fragment)
+            if not anchor or target.suffix != ".html":
+                continue
+            if target not in scanners:
+                scanners[target] = scan(target)
+            if anchor not in scanners[target].ids:
+                problems.append(f"broken link {where}: no id {anchor!r} in {target.relative_to(html_dir)}")
+    return problems
+
+
 def check(toc_path: Path, html_dir: Path) -> list[str]:
     """Return one message per problem found in the build at ``html_dir``."""
     problems = []
     if not html_dir.is_dir():
         return [f"{html_dir} does not exist: build the book first"]
+    version_line = f'<p class="diffcore-version">diffcore {diffcore.__version__}</p>'
     for page in toc_pages(toc_path):
         if not (html_dir / f"{page}.html").is_file():
             problems.append(f"{page}: listed in {toc_path.name} but {html_dir / page}.html was not built")
+        elif version_line not in (html_dir / f"{page}.html").read_text(encoding="utf8"):
+            problems.append(f"{page}: no 'diffcore {diffcore.__version__}' in its footer (book/_ext/version_footer.py)")
+    scanners = {}
     for html in sorted(html_dir.rglob("*.html")):
         if html.relative_to(html_dir).parts[0] in {"_static", "_sources"}:
             continue
-        scanner = PageScanner()
-        scanner.feed(html.read_text(encoding="utf8"))
+        scanner = scanners[html.resolve()] = scan(html)
         for what in scanner.bad_outputs:
             problems.append(f"{html}: {what}")
-        for src in scanner.images:
+        for src, alt in scanner.images:
+            why = alt_problem(src, alt)
+            if why is not None:
+                problems.append(f"{html}: <img src={src!r}> {why}")
             url = urlsplit(src)
             if url.scheme or url.netloc:  # data:, http(s): and //host/ images are not ours to check
                 continue
             target = (html.parent / unquote(url.path)).resolve()
             if not target.is_file():
                 problems.append(f"{html}: <img src={src!r}> points to {target}, which does not exist")
+    problems += link_problems(html_dir.resolve(), scanners)
     return problems
 
 
@@ -156,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"check_html: {len(problems)} problem(s) in the book build", file=sys.stderr)
         return 1
-    print(f"check_html: {pages} page(s) built, no error outputs, every image on disk, notebooks and Colab links")
+    print(
+        f"check_html: {pages} page(s) built, no error outputs, every image on disk with alt text, "
+        "every internal link and anchor resolves, notebooks and Colab links"
+    )
     return 0
 
 
