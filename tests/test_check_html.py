@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import diffcore
 
@@ -45,7 +46,7 @@ def write_book(root: Path, pages: dict[str, str]) -> tuple[Path, Path]:
     html = root / "_build" / "html"
     (html / "book").mkdir(parents=True)
     (html / "_images").mkdir()
-    (html / "_images" / "0123456789abcdef0123456789abcdef.png").write_bytes(b"\x89PNG")
+    Image.new("RGB", (4, 4), "white").save(html / "_images" / "0123456789abcdef0123456789abcdef.png")
     (html / "_static" / "images").mkdir(parents=True)
     (html / "_static" / "images" / "logo_colab.png").write_bytes(b"\x89PNG")
     for name, body in pages.items():
@@ -171,3 +172,13 @@ def test_a_page_without_the_version_footer_fails(tmp_path):
     page = html / "book" / "chapter.html"
     page.write_text(page.read_text(encoding="utf8").replace("diffcore-version", "other"), encoding="utf8")
     assert any("footer" in p and p.startswith("book/chapter") for p in check_html.check(toc, html))
+
+
+def test_a_figure_with_a_transparent_background_fails(tmp_path):
+    """Readable on the dark theme: a figure PNG with see-through pixels is refused, an opaque one passes."""
+    toc, html = write_book(tmp_path, good_pages())
+    figure = html / "_images" / "0123456789abcdef0123456789abcdef.png"
+    Image.new("RGBA", (4, 4), (255, 255, 255, 0)).save(figure)
+    assert any("transparent background" in p for p in check_html.check(toc, html))
+    Image.new("RGBA", (4, 4), (255, 255, 255, 255)).save(figure)
+    assert not any("transparent background" in p for p in check_html.check(toc, html))

@@ -11,7 +11,8 @@ It fails (exit status 1, one line per problem) when
 * a cell output of any page is a traceback, an error or text written to stderr
   (myst-nb's ``output traceback`` / ``output error`` / ``output stderr`` blocks, or
   ``Traceback (most recent call last)`` anywhere inside a ``cell_output``);
-* an ``<img src=...>`` of any page points to a local file that does not exist;
+* an ``<img src=...>`` of any page points to a local file that does not exist, or a figure PNG has a
+  transparent background (unreadable on the dark theme);
 * an ``<img>`` has no meaningful ``alt`` text: missing, empty, the image's file name or path, a bare
   hash, a generic word ("image", "png", "figure", ...) or matplotlib's ``<Figure size ...>`` repr; a
   figure of the book (an image under ``_images/``) needs at least a short sentence
@@ -117,6 +118,26 @@ def scan(html: Path) -> PageScanner:
     return scanner
 
 
+def transparency_problem(image: Path) -> str | None:
+    """Say why a figure would be unreadable on the dark theme (a transparent background), or return None.
+
+    The book's figures are drawn on white (``figure.facecolor``); a PNG with any pixel less than fully
+    opaque shows the page's dark background through its axes and labels.  Only PNGs are read.
+    """
+    if image.suffix.lower() != ".png":
+        return None
+    from PIL import Image  # matplotlib's dependency, in the book's environment
+
+    with Image.open(image) as im:
+        if im.mode not in ("RGBA", "LA", "PA") and "transparency" not in im.info:
+            return None
+        alpha = im.convert("RGBA").getchannel("A")
+        low, _ = alpha.getextrema()
+    if low < 255:
+        return "has a transparent background: unreadable on the dark theme (draw it on white)"
+    return None
+
+
 def alt_problem(src: str, alt: str | None) -> str | None:
     """Say why ``alt`` is not a meaningful text alternative for the image at ``src``, or return None."""
     if alt is None:
@@ -197,6 +218,8 @@ def check(toc_path: Path, html_dir: Path) -> list[str]:
             target = (html.parent / unquote(url.path)).resolve()
             if not target.is_file():
                 problems.append(f"{html}: <img src={src!r}> points to {target}, which does not exist")
+            elif "_images" in target.parts and (why := transparency_problem(target)) is not None:
+                problems.append(f"{html}: <img src={src!r}> {why}")
     problems += link_problems(html_dir.resolve(), scanners)
     return problems
 
@@ -249,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_html: {len(problems)} problem(s) in the book build", file=sys.stderr)
         return 1
     print(
-        f"check_html: {pages} page(s) built, no error outputs, every image on disk with alt text, "
-        "every internal link and anchor resolves, notebooks and Colab links"
+        f"check_html: {pages} page(s) built, no error outputs, every image on disk with alt text "
+        "(figures opaque, readable on the dark theme), every internal link and anchor resolves, "
+        "notebooks and Colab links"
     )
     return 0
 
