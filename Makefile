@@ -5,6 +5,7 @@
 #   make book-verify  run every chapter with a deliberately wrong diffcore: its verification cell must fail
 #   make screenshots  render the built pages in headless Chromium and check math and figures
 #                (after make book; installs Debian's chromium when missing)
+#   make pdf     the whole book as one PDF, _build/pdf/book.pdf, from the built HTML (after make book)
 #   make lint    ruff check
 #   make student-notebooks  the chapters as student notebooks, solutions removed, in _build/student
 #   make release-check  the release checks: actionlint on .github/workflows, CITATION.cff against its
@@ -55,7 +56,7 @@ endif
 # One BLAS/OpenMP thread per process: the test workers already fill both cores.
 SINGLE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: all venv test book book-verify screenshots lint student-notebooks release-check bench bench-peers clean
+.PHONY: all venv test book book-verify screenshots pdf lint student-notebooks release-check bench bench-peers clean
 
 all: lint test book
 
@@ -106,6 +107,15 @@ screenshots: $(STAMP)
 	  echo "chromium not found: installing Debian's chromium (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python book/_scripts/screenshot.py --html $(BUILD_DIR)/html --out $(BUILD_DIR)/screenshots
+
+# The whole book as one PDF, _build/pdf/book.pdf, printed by headless Chromium from the HTML that
+# `make book` built (no notebook runs again), with the book's own MathJax.  Fails on raw TeX or a
+# MathJax error in the PDF's text, or a chapter or image missing from it (book/_scripts/build_pdf.py).
+pdf: $(STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "chromium not found: installing Debian's chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/python book/_scripts/build_pdf.py --toc _toc.yml --html $(BUILD_DIR)/html --out $(BUILD_DIR)/pdf
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
