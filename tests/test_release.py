@@ -75,9 +75,9 @@ def test_workflow_builds_on_push_to_main_and_publishes_to_the_site_branch(workfl
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert triggers["push"]["branches"] == [book_config["repository"]["branch"]]
     build = "\n".join(step.get("run", "") for step in _steps(workflow, "build"))
-    assert re.search(r"^make book CI=true$", build, re.M)
+    assert re.search(r"^make book CI=true$", build, re.M) and re.search(r"^make pdf CI=true$", build, re.M)
     uploaded = [s["with"]["path"] for s in _steps(workflow, "build") if s.get("uses", "").startswith("actions/upload")]
-    assert uploaded == ["_build/html"]
+    assert uploaded == ["_build/html", "_build/pdf/book.pdf"]  # the site, then the printed book
     publish = workflow["jobs"]["publish"]
     assert publish["needs"] == "build"
     assert publish["env"]["SITE_BRANCH"] == book_config["sphinx"]["config"]["diffcore_site_branch"]
