@@ -7,7 +7,8 @@
 #                (after make book; installs Debian's chromium when missing)
 #   make pdf     the whole book as one PDF, _build/pdf/book.pdf, from the built HTML (after make book)
 #   make lint    ruff check
-#   make student-notebooks  the chapters as student notebooks, solutions removed, in _build/student
+#   make student-notebooks  the chapters as student notebooks, solutions removed, in _build/student;
+#                each executed up to its first exercise
 #   make release-check  the release checks: actionlint on .github/workflows, CITATION.cff against its
 #                schema, sdist and wheel built (python -m build) and checked by twine
 #   make bench   run the benchmarks (prints tables; BENCH_ARGS=samplers runs one script)
@@ -142,9 +143,10 @@ release-check: $(STAMP) $(ACTIONLINT)/package.json
 	$(BIN)/python -m build --outdir "$$tmp/dist" . && \
 	$(BIN)/twine check --strict "$$tmp"/dist/*
 
-# student versions of the chapter notebooks, solutions removed (tests/test_student_notebooks.py)
+# student versions of the chapter notebooks, solutions removed, each executed up to its first exercise
+# (tests/test_student_notebooks.py)
 student-notebooks: $(STAMP)
-	$(BIN)/python book/_scripts/student_notebooks.py --toc _toc.yml --out $(BUILD_DIR)/student
+	$(BIN)/python book/_scripts/student_notebooks.py --toc _toc.yml --out $(BUILD_DIR)/student --execute
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)

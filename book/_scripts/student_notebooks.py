@@ -20,14 +20,26 @@ If any line that opens a solution directive survives (a solution nested in anoth
 say), the script stops with an error instead of handing out a notebook with its answers in it.
 It prints one line per chapter: the number of exercises, of solution blocks and of solution code
 cells removed.
+
+With ``--execute`` it then runs each student notebook as a student would, up to its first exercise:
+every code cell before the first ``{exercise}`` directive, in order, in one fresh ``python3`` kernel
+started in ``book/`` (as the book build does) with ``OMP_NUM_THREADS=1``; the install cell is left
+out, since the environment that runs this already has ``diffcore``. Up to ``--jobs`` notebooks run at
+once (one kernel each), each within ``--timeout`` seconds in all. It prints the cells run and the
+seconds of each chapter, and exits with status 1, naming the chapter and the cell, if a cell raises
+or a notebook runs out of time. The notebooks written to ``--out`` stay unexecuted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
+import math
+import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +48,11 @@ import nbformat
 import yaml
 from markdown_it import MarkdownIt
 from mdit_py_plugins.colon_fence import colon_fence_plugin
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT / "book"
 
 
 def _book_extension(name: str):
@@ -48,7 +63,9 @@ def _book_extension(name: str):
     return module
 
 
-install_source = _book_extension("notebooks").install_source  # the install cell of the downloadable notebooks
+_notebooks = _book_extension("notebooks")
+install_source = _notebooks.install_source  # the install cell of the downloadable notebooks
+INSTALL_MARKER = _notebooks.INSTALL_MARKER  # the first line of that cell
 
 SOLUTION_TAG = "solution"
 # A line that opens a sphinx-exercise directive: a fence of 3+ backticks or colons, then {name}.
@@ -163,11 +180,92 @@ def student_notebook(source: Path, repository_url: str) -> tuple[nbformat.Notebo
     return nb, Removed(directive_count(text, "exercise"), blocks, code_cells)
 
 
+@dataclass(frozen=True)
+class Executed:
+    """One student notebook run up to its first exercise."""
+
+    chapter: str
+    cells: int  # code cells run
+    seconds: float
+
+
+class NotebookFailed(RuntimeError):
+    """A cell of a student notebook raised, or the notebook ran out of time."""
+
+
+def cells_before_first_exercise(nb: nbformat.NotebookNode) -> list[int]:
+    """Indices of the code cells that precede the first ``{exercise}`` of ``nb``, the install cell left out.
+
+    A notebook without an exercise is run to its end.
+    """
+    exercises = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "markdown" and directive_count(cell.source, "exercise")
+    ]
+    first = exercises[0] if exercises else len(nb.cells)
+    return [
+        i
+        for i, cell in enumerate(nb.cells[:first])
+        if cell.cell_type == "code" and not cell.source.startswith(INSTALL_MARKER)
+    ]
+
+
+async def execute_to_first_exercise(nb: nbformat.NotebookNode, chapter: str, timeout: float) -> Executed:
+    """Run the code cells of ``nb`` before its first exercise in a fresh kernel (in place); raise ``NotebookFailed``.
+
+    The kernel starts in ``book/`` with ``OMP_NUM_THREADS=1``; ``timeout`` (seconds) bounds the whole run,
+    the kernel's start included.
+    """
+    indices = cells_before_first_exercise(nb)
+    client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(BOOK)}})
+    start = time.perf_counter()
+    async with client.async_setup_kernel(env={**os.environ, "OMP_NUM_THREADS": "1"}):
+        for index in indices:
+            client.timeout = max(1, math.ceil(timeout - (time.perf_counter() - start)))  # what is left of it
+            try:
+                await client.async_execute_cell(nb.cells[index], index)
+            except CellExecutionError as error:
+                raise NotebookFailed(f"{chapter}: cell {index} raised {error.ename}: {error.evalue}") from error
+            except (CellTimeoutError, DeadKernelError) as error:
+                raise NotebookFailed(f"{chapter}: cell {index} did not finish; {timeout:g} s per notebook") from error
+    return Executed(chapter, len(indices), time.perf_counter() - start)
+
+
+async def execute_all(notebooks: dict[str, nbformat.NotebookNode], jobs: int, timeout: float) -> list[str]:
+    """Run each notebook up to its first exercise, ``jobs`` at a time; print one line each; return the failures.
+
+    Each notebook runs in its own kernel process; this process only sends the cells and waits for the replies.
+    """
+    print(f"\n{'chapter':<16}{'cells run':>10}{'s':>8}   (up to the first exercise, {jobs} at a time)")
+    slots = asyncio.Semaphore(jobs)
+    failures, total = [], 0.0
+
+    async def one(chapter: str, nb: nbformat.NotebookNode) -> None:
+        nonlocal total
+        async with slots:
+            try:
+                run = await execute_to_first_exercise(nb, chapter, timeout)
+            except NotebookFailed as error:
+                failures.append(str(error))
+                print(f"{chapter:<16}{'FAILED':>10}", flush=True)
+                return
+        total += run.seconds
+        print(f"{chapter:<16}{run.cells:>10}{run.seconds:>8.1f}", flush=True)
+
+    await asyncio.gather(*(one(chapter, nb) for chapter, nb in notebooks.items()))
+    print(f"{len(notebooks) - len(failures)} of {len(notebooks)} executed, {total:.1f} s of kernel time in all")
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--toc", type=Path, default=ROOT / "_toc.yml")
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "student")
     parser.add_argument("--config", type=Path, default=ROOT / "_config.yml", help="read repository.url from here")
+    parser.add_argument("--execute", action="store_true", help="run each notebook up to its first exercise")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default: 2)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds allowed per notebook (default: 300)")
     parser.add_argument("chapters", nargs="*", help="chapter names (default: every notebook page of the toc)")
     args = parser.parse_args(argv)
     repository_url = yaml.safe_load(args.config.read_text())["repository"]["url"]
@@ -177,14 +275,23 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"not a notebook page of {args.toc}: {sorted(unknown)}")
         pages = [page for page in pages if page.stem in args.chapters]
+    if args.jobs < 1 or args.timeout <= 0:
+        parser.error(f"--jobs must be at least 1 and --timeout positive; got {args.jobs} and {args.timeout}")
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{'chapter':<16}{'exercises':>10}{'solutions removed':>19}{'solution code cells':>21}")
+    notebooks = {}
     for page in pages:
         nb, removed = student_notebook(page, repository_url)
         nbformat.write(nb, args.out / f"{page.stem}.ipynb")
+        notebooks[page.stem] = nb
         print(f"{page.stem:<16}{removed.exercises:>10}{removed.solutions:>19}{removed.code_cells:>21}")
     print(f"{len(pages)} student notebooks in {args.out}")
-    return 0
+    if not args.execute:
+        return 0
+    failures = asyncio.run(execute_all(notebooks, args.jobs, args.timeout))
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
